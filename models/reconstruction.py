@@ -1,0 +1,59 @@
+"""Result types shared by the engine, the exporters, the CLI and the service.
+
+Coordinate conventions (documented once, used everywhere):
+
+* Image space: pixels of the EXIF-corrected input, origin top-left, x right, y down.
+  ``landmarks[:, 2]`` is depth in the same pixel scale, smaller = closer to the camera
+  (MediaPipe's convention), relative to the face centre.
+* Model space (OBJ/GLB vertices): right-handed, +Y up, +X towards the subject's left
+  (viewer's right), +Z out of the face towards the camera; units are centimetres, the template
+  being scaled so that the distance between the eye centres is 6.3 cm. Vertices are the subject's
+  own shape in a frontal pose; the head pose lives separately in ``Pose``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Pose:
+    """Similarity transform mapping model space to image space: ``img ≈ s · R · v + t``.
+
+    ``rotation`` is expressed in a Y-up camera frame (x right, y up, z towards the camera);
+    yaw/pitch/roll are intrinsic Y-X-Z Euler angles of it, in degrees (yaw > 0: the subject
+    turns towards the image's right... see models/pose.py for the exact definition).
+    ``translation`` is in image pixels (x, y of the mesh origin; z relative depth).
+    """
+
+    rotation: np.ndarray  # (3, 3) float
+    yaw: float
+    pitch: float
+    roll: float
+    scale: float  # image pixels per model centimetre
+    translation: np.ndarray  # (3,) float
+
+
+@dataclass
+class Face:
+    """One reconstructed face."""
+
+    bbox: tuple[float, float, float, float]  # x0, y0, x1, y1 in image pixels
+    score: float  # detector confidence, 0..1
+    landmarks: np.ndarray  # (N, 3) float32, image space; N = 468 or 478 (with irises)
+    vertices: np.ndarray  # (468, 3) float32, model space (see module docstring)
+    pose: Pose
+    texture: np.ndarray  # (uv_size, uv_size, 3) uint8 RGB, UV layout of models/topology.py
+    coverage: float  # fraction of the face's UV area that saw the photo directly, 0..1
+
+
+@dataclass
+class Reconstruction:
+    """Everything the engine knows about one input image."""
+
+    width: int
+    height: int
+    faces: list[Face]  # largest first; empty when no face was found
+    timings_ms: dict[str, float] = field(default_factory=dict)  # per stage, amortised over the batch
