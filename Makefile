@@ -1,0 +1,59 @@
+# One entry point for people and CI. `make serve` and `make test` are the two commands in README.md.
+# CUDA machines: the default PyPI torch wheel on Linux is CUDA-enabled, so the same commands work; pick
+# another build with e.g. `make serve TORCH_SPEC="torch==2.13.0"` plus PIP_INDEX_URL/PIP_EXTRA_INDEX_URL.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+DEV_ENV := .dev.env
+
+.PHONY: install install-test weights serve token test lint bench bench-http deploy-check clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.runtime: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.test: $(VENV)/.runtime
+	$(BIN)/pip install -q -e ".[test]"
+	touch $@
+
+install: $(VENV)/.runtime
+install-test: $(VENV)/.test
+
+weights: $(VENV)/.runtime
+	$(BIN)/face3d models pull
+
+# A random development signing key, made once and kept out of git; production sets FACE3D_JWT_SECRET
+# (or a public key / JWKS URL) through its own secret store.
+$(DEV_ENV):
+	@umask 077; echo "FACE3D_JWT_SECRET=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(48))')" > $@
+
+serve: weights $(DEV_ENV)
+	@echo "face3d: get a token in another shell with:  make token"
+	set -a; . ./$(DEV_ENV); set +a; exec $(BIN)/face3d serve
+
+token: $(VENV)/.runtime $(DEV_ENV)
+	@set -a; . ./$(DEV_ENV); set +a; $(BIN)/face3d token --sub dev --scope reconstruct --scope results:read --ttl 12h
+
+lint: $(VENV)/.test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# pytest exits 5 when it collected nothing: that is a failure here, never a silent green.
+test: $(VENV)/.test weights lint
+	$(BIN)/python -m pytest -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+bench: weights
+	$(BIN)/python bench/engine.py
+
+bench-http: weights
+	$(BIN)/python bench/http.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

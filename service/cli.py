@@ -1,0 +1,166 @@
+"""The ``face3d`` command: serve | token | models pull | reconstruct | batch.
+
+Thin by design: each command parses its arguments and calls one function that does the work
+(uvicorn with service.api's app, service.auth.mint_token, models.assets.pull, service.offline).
+Every failure ends as one ``face3d: error: ...`` line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from service.config import Settings, load_settings
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit 2) instead of the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"face3d: error: {message} (see `{self.prog} --help`)\n")
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``15m``, ``12h``, ``7d`` -> seconds."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 90s, 15m, 1h or 7d")
+    return float(match[1]) * _UNIT_S[match[2]]
+
+
+def _serve(args: argparse.Namespace) -> int:
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    settings = load_settings(args.config, **overrides)  # before the heavy imports: bad config fails fast
+
+    import uvicorn
+
+    from service.api import create_app
+    from service.auth import log_auth_mode
+    from service.logs import configure_logging
+
+    configure_logging(settings.log_level)
+    log_auth_mode(settings)
+    if not settings.auth_disabled_dev:
+        print(
+            "face3d: mint a token with:  face3d token --sub NAME --scope reconstruct --scope results:read"
+            " --ttl 1h" + ("" if settings.uses_hmac else " --key PRIVATE_KEY.pem"),
+            file=sys.stderr,
+        )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,  # keep the JSON handler configured above
+        timeout_graceful_shutdown=int(settings.drain_timeout_s),
+    )
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from service.auth import mint_token
+
+    settings = load_settings(args.config)
+    private_key = args.key.read_text() if args.key else None
+    print(mint_token(settings, args.sub, args.scope, args.ttl, private_key=private_key))
+    return 0
+
+
+def _models_pull(args: argparse.Namespace) -> int:
+    from models.assets import pull
+
+    print(pull(args.cache_dir, args.wheel))
+    return 0
+
+
+def _offline_settings(config: Path | None) -> Settings:
+    """Settings for commands that serve no one: token keys are irrelevant, so they are not required."""
+    return load_settings(config, auth_disabled_dev=True)
+
+
+def _reconstruct(args: argparse.Namespace) -> int:
+    from service.offline import run_reconstruct
+
+    settings = _offline_settings(args.config)
+    return run_reconstruct(args.photos, args.out, args.uv_size, args.formats, args.all_faces, settings)
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from service.offline import run_batch
+
+    settings = _offline_settings(args.config)
+    return run_batch(args.in_dir, args.out_dir, args.shard_index, args.shard_count, settings)
+
+
+def _formats(text: str) -> list[str]:
+    return [part for part in text.split(",") if part]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="face3d", description="One face photo in, a textured 3D face mesh out.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    config = {"type": Path, "help": "YAML config file (default: $FACE3D_CONFIG or ./api_config.yaml)"}
+
+    serve = sub.add_parser("serve", help="run the HTTP API")
+    serve.add_argument("--config", **config)
+    serve.add_argument("--host", help="interface to bind (overrides the config)")
+    serve.add_argument("--port", type=int, help="TCP port (overrides the config)")
+    serve.set_defaults(run=_serve)
+
+    token = sub.add_parser("token", help="print a signed bearer token for this server")
+    token.add_argument("--config", **config)
+    token.add_argument("--sub", required=True, help="subject, also the tenant")
+    token.add_argument("--scope", action="append", required=True, help="reconstruct, results:read or admin")
+    token.add_argument("--ttl", type=parse_duration, default=3600.0, help="lifetime, e.g. 15m, 1h, 7d")
+    token.add_argument("--key", type=Path, help="PEM private key (needed for RS*/ES* algorithms)")
+    token.set_defaults(run=_token)
+
+    models = sub.add_parser("models", help="model weight files")
+    models_sub = models.add_subparsers(dest="models_command", required=True, parser_class=_Parser)
+    pull = models_sub.add_parser("pull", help="download and verify the pinned weights")
+    pull.add_argument("--cache-dir", type=Path, help="default: $FACE3D_CACHE_DIR or ~/.cache/face3d")
+    pull.add_argument("--wheel", type=Path, help="use this mediapipe wheel instead of downloading it")
+    pull.set_defaults(run=_models_pull)
+
+    rec = sub.add_parser("reconstruct", help="reconstruct photos into a folder")
+    rec.add_argument("photos", nargs="+", type=Path)
+    rec.add_argument("-o", "--out", type=Path, required=True, help="output folder (one sub-folder per photo)")
+    rec.add_argument("--uv-size", type=int, help="texture size (default: uv_size from the config)")
+    rec.add_argument(
+        "--formats", type=_formats, help="comma-separated subset of obj,png,glb,json,preview (default: all)"
+    )
+    rec.add_argument("--all-faces", action="store_true", help="every face, not only the largest")
+    rec.add_argument("--config", **config)
+    rec.set_defaults(run=_reconstruct)
+
+    batch = sub.add_parser("batch", help="reconstruct every photo under a folder (resumable, shardable)")
+    batch.add_argument("in_dir", type=Path)
+    batch.add_argument("out_dir", type=Path)
+    batch.add_argument("--shard-index", type=int, help="default: $JOB_COMPLETION_INDEX, else 0")
+    batch.add_argument("--shard-count", type=int, default=1)
+    batch.add_argument("--config", **config)
+    batch.set_defaults(run=_batch)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``face3d`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # the contract is one line, whatever failed
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"face3d: error: {message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,348 @@
+"""WorkerPool: admission control, dispatch to per-device worker processes, supervision, drain.
+
+Everything that changes pool state runs on the API's asyncio loop; threads only move bytes:
+
+* per worker, a *sender* thread writes jobs into the worker's pipe (a 20 MB upload must not block
+  the loop) and a *reader* thread receives its messages and hands them to the loop with
+  ``call_soon_threadsafe``;
+* a supervisor task notices a dead worker within ``SUPERVISE_INTERVAL_S``, fails the jobs it held
+  with 503 and starts a replacement.
+
+Each worker gets its own pair of pipes (not one shared ``multiprocessing.Queue``): a process
+SIGKILLed while holding a shared queue's lock would wedge every other worker, and per-worker pipes
+also tell the pool exactly which jobs a dead worker took with it.
+
+Admission: a worker holds at most ``2 * max_batch`` jobs (one batch computing, one queued in its
+pipe); the rest wait in one bounded deque of ``max_queue`` jobs, beyond which ``submit`` answers
+503 + Retry-After at once instead of letting latency grow without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing as mp
+import queue
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from service import metrics
+from service.batching import STOP
+from service.problems import Problem
+from service.worker import (
+    BatchDone,
+    Job,
+    JobDone,
+    JobOptions,
+    WorkerFailed,
+    WorkerReady,
+    WorkerSpec,
+    worker_main,
+)
+
+log = logging.getLogger("face3d.pool")
+
+SUPERVISE_INTERVAL_S = 0.25
+MAX_RESTART_BACKOFF_S = 30.0
+_CLOSE = object()  # tells a sender thread to exit without writing to the pipe
+
+
+@dataclass
+class _Pending:
+    job: Job
+    future: asyncio.Future[JobDone]
+
+
+@dataclass
+class _Worker:
+    """The parent's view of one worker process (replaced wholesale on restart)."""
+
+    spec: WorkerSpec
+    process: Any  # multiprocessing.process.BaseProcess
+    jobs: Connection
+    outbox: queue.SimpleQueue[object]
+    inflight: dict[str, _Pending] = field(default_factory=dict)
+    ready: bool = False
+    gone: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return str(self.spec.slot)
+
+
+class WorkerPool:
+    """One bounded admission queue in front of one worker process per device."""
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+        self.devices = settings.worker_devices()
+        self.threads = settings.threads_per_worker(len(self.devices))
+        self.credit = 2 * settings.max_batch
+        self._ctx = mp.get_context("spawn")
+        self._waiting: deque[_Pending] = deque()
+        self._pending: dict[str, _Pending] = {}
+        self._workers: list[_Worker | None] = [None] * len(self.devices)
+        self._failures = [0] * len(self.devices)  # consecutive deaths before ready, per slot
+        self._draining = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        """Spawn every worker (they warm up in the background; see ``ready``)."""
+        self._loop = asyncio.get_running_loop()
+        for slot in range(len(self.devices)):
+            self._spawn(slot)
+        self._supervisor = asyncio.create_task(self._supervise(), name="face3d-pool-supervisor")
+
+    @property
+    def ready(self) -> bool:
+        """Every worker slot has a warmed process and the pool is not draining."""
+        return not self._draining and all(w is not None and w.ready and not w.gone for w in self._workers)
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    def status(self) -> list[dict[str, Any]]:
+        """Per-worker facts for /v1/models: slot, device, pid, ready, jobs held, compile seconds."""
+        return [
+            {
+                "slot": slot,
+                "device": self.devices[slot],
+                "pid": w.process.pid if w else None,
+                "ready": bool(w and w.ready and not w.gone),
+                "inflight": len(w.inflight) if w else 0,
+                "compile_s": w.info.get("compile_s") if w else None,
+            }
+            for slot, w in enumerate(self._workers)
+        ]
+
+    def model_info(self) -> dict[str, Any]:
+        """The engine's self-description as reported by the first ready worker (empty while warming)."""
+        for w in self._workers:
+            if w and w.ready:
+                return dict(w.info.get("model_info", {}))
+        return {}
+
+    async def drain(self) -> None:
+        """Stop admitting, let in-flight jobs finish (up to drain_timeout_s), then stop the workers."""
+        self._draining = True
+        deadline = time.monotonic() + self.settings.drain_timeout_s
+        while self._pending and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for pending in list(self._pending.values()):
+            self._fail(
+                pending, Problem("unavailable", "the service is shutting down", headers={"Retry-After": "1"})
+            )
+        if self._supervisor:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+        live = [w for w in self._workers if w and not w.gone]
+        for w in live:
+            w.outbox.put(STOP)
+        grace = max(2.0, deadline - time.monotonic())
+        await asyncio.to_thread(self._join_all, [w.process for w in live], grace)
+        for w in live:
+            self._retire(w)
+
+    @staticmethod
+    def _join_all(processes: list[Any], grace: float) -> None:
+        end = time.monotonic() + grace
+        for proc in processes:
+            proc.join(max(0.0, end - time.monotonic()))
+        for proc in processes:
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)
+
+    # ---------------------------------------------------------------- requests
+    async def submit(self, data: bytes, options: JobOptions) -> JobDone:
+        """Run one image through a worker; raises ``Problem`` (503 full or draining, 504, job errors)."""
+        if self._draining:
+            raise Problem("unavailable", "the service is shutting down", headers={"Retry-After": "1"})
+        if len(self._waiting) >= self.settings.max_queue:
+            metrics.ERRORS.labels(type="overloaded").inc()
+            raise Problem(
+                "overloaded", "the request queue is full; retry shortly", headers={"Retry-After": "1"}
+            )
+        assert self._loop is not None, "start() the pool first"
+        now = time.monotonic()
+        timeout = self.settings.request_timeout_s
+        job = Job(uuid.uuid4().hex, data, options, deadline=now + timeout, admitted=now)
+        pending = _Pending(job, self._loop.create_future())
+        self._pending[job.id] = pending
+        self._waiting.append(pending)
+        self._pump()
+        try:
+            done = await asyncio.wait_for(asyncio.shield(pending.future), timeout)
+        except TimeoutError:
+            self._fail(pending, Problem("timeout", f"no result within {timeout:g} s"))
+            with contextlib.suppress(ValueError):
+                self._waiting.remove(pending)
+            metrics.QUEUE_DEPTH.set(len(self._waiting))
+            raise Problem("timeout", f"no result within {timeout:g} s") from None
+        finally:
+            self._pending.pop(job.id, None)
+        if done.problem is not None:
+            metrics.ERRORS.labels(type=done.problem.slug).inc()
+            raise done.problem
+        return done
+
+    def _pump(self) -> None:
+        """Move waiting jobs to the ready worker with the most free credit, oldest job first."""
+        while self._waiting:
+            candidates = [
+                w for w in self._workers if w and w.ready and not w.gone and len(w.inflight) < self.credit
+            ]
+            if not candidates:
+                break
+            pending = self._waiting.popleft()
+            if pending.future.done():  # timed out while waiting
+                continue
+            worker = min(candidates, key=lambda w: len(w.inflight))
+            worker.inflight[pending.job.id] = pending
+            worker.outbox.put(pending.job)
+        metrics.QUEUE_DEPTH.set(len(self._waiting))
+
+    @staticmethod
+    def _fail(pending: _Pending, problem: Problem) -> None:
+        if not pending.future.done():
+            pending.future.set_exception(problem)
+            pending.future.exception()  # mark retrieved: a timed-out caller may never await it
+
+    # ---------------------------------------------------------------- workers
+    def _spawn(self, slot: int) -> None:
+        spec = WorkerSpec(slot, self.devices[slot], self.settings, self.threads)
+        job_reader, job_writer = self._ctx.Pipe(duplex=False)
+        result_reader, result_writer = self._ctx.Pipe(duplex=False)
+        process = self._ctx.Process(
+            target=worker_main,
+            args=(spec, job_reader, result_writer),
+            name=f"face3d-worker-{slot}",
+            daemon=True,
+        )
+        process.start()
+        job_reader.close()  # the child's ends: closing ours makes a dead child show up as EOF/EPIPE
+        result_writer.close()
+        worker = _Worker(spec, process, job_writer, queue.SimpleQueue())
+        self._workers[slot] = worker
+        threading.Thread(
+            target=self._send_loop, args=(worker,), name=f"face3d-send-{slot}", daemon=True
+        ).start()
+        threading.Thread(
+            target=self._read_loop, args=(worker, result_reader), name=f"face3d-read-{slot}", daemon=True
+        ).start()
+        log.info("worker %d starting on %s (pid %s)", slot, spec.device, process.pid)
+
+    @staticmethod
+    def _send_loop(worker: _Worker) -> None:
+        while (item := worker.outbox.get()) is not _CLOSE:
+            try:
+                worker.jobs.send(item)
+            except OSError:  # the worker died; the supervisor fails what it held
+                return
+            if item is STOP:
+                return
+
+    def _read_loop(self, worker: _Worker, results: Connection) -> None:
+        assert self._loop is not None
+        try:
+            while True:
+                message = results.recv()
+                self._loop.call_soon_threadsafe(self._on_message, worker, message)
+        except (EOFError, OSError):
+            pass
+        finally:
+            results.close()
+
+    def _on_message(self, worker: _Worker, message: object) -> None:
+        if isinstance(message, JobDone):
+            pending = worker.inflight.pop(message.job_id, None)
+            self._record_job(message)
+            if pending is not None and not pending.future.done():
+                pending.future.set_result(message)
+            self._pump()
+        elif isinstance(message, BatchDone):
+            self._record_batch(worker, message)
+        elif isinstance(message, WorkerReady):
+            worker.ready = True
+            worker.info = {
+                "pid": message.pid,
+                "compile_s": message.compile_s,
+                "model_info": message.model_info,
+            }
+            self._failures[worker.spec.slot] = 0
+            metrics.COMPILE_SECONDS.observe(message.compile_s)
+            metrics.WORKERS_READY.set(sum(1 for w in self._workers if w and w.ready and not w.gone))
+            log.info(
+                "worker %d ready on %s in %.1f s warmup", worker.spec.slot, message.device, message.compile_s
+            )
+            self._pump()
+        elif isinstance(message, WorkerFailed):
+            log.error("worker %d failed to start:\n%s", worker.spec.slot, message.error)
+
+    async def _supervise(self) -> None:
+        while True:
+            await asyncio.sleep(SUPERVISE_INTERVAL_S)
+            for w in list(self._workers):
+                if w is not None and not w.gone and not w.process.is_alive():
+                    self._on_death(w)
+
+    def _on_death(self, worker: _Worker) -> None:
+        """Fail what the dead worker held (503, retryable) and schedule its replacement."""
+        slot = worker.spec.slot
+        was_ready = worker.ready
+        log.error(
+            "worker %d (pid %s) died with exit code %s", slot, worker.process.pid, worker.process.exitcode
+        )
+        for pending in worker.inflight.values():
+            self._fail(
+                pending,
+                Problem(
+                    "unavailable",
+                    "the worker processing this image stopped; retry",
+                    headers={"Retry-After": "1"},
+                ),
+            )
+        worker.inflight.clear()
+        self._retire(worker)
+        metrics.WORKER_RESTARTS.inc()
+        metrics.WORKERS_READY.set(sum(1 for w in self._workers if w and w.ready and not w.gone))
+        if self._draining:
+            return
+        self._failures[slot] = 0 if was_ready else self._failures[slot] + 1
+        delay = min(MAX_RESTART_BACKOFF_S, 2.0 ** self._failures[slot] - 1)  # crash loop: 0, 1, 3, 7 ... s
+        assert self._loop is not None
+        self._loop.call_later(delay, self._respawn, slot)
+
+    def _respawn(self, slot: int) -> None:
+        if not self._draining:
+            self._spawn(slot)
+
+    def _retire(self, worker: _Worker) -> None:
+        worker.gone = True
+        worker.ready = False
+        worker.outbox.put(_CLOSE)
+        worker.jobs.close()
+
+    # ---------------------------------------------------------------- metrics
+    @staticmethod
+    def _record_job(done: JobDone) -> None:
+        metrics.record_stages(done.timings_ms)
+        for face in done.summary.get("faces", ()):
+            metrics.record_face_quality(face["score"], face["texture_coverage"])
+
+    @staticmethod
+    def _record_batch(worker: _Worker, batch: BatchDone) -> None:
+        metrics.record_batch(batch.size)
+        if batch.vram is not None:
+            metrics.record_vram(worker.label, worker.spec.device, batch.vram)

@@ -1,0 +1,400 @@
+"""The real service over real HTTP: `face3d serve` in a subprocess on a free port, httpx as the client.
+
+Three server start-ups in all (each loads the models in a spawned worker):
+
+* ``server``: the roomy one for happy paths, every input/auth error, tenant isolation and batching;
+* ``tight``: one worker, a one-slot queue and a short deadline, for 503/504 and a killed worker;
+* a throw-away one for the SIGTERM drain test, which ends its server.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import trimesh
+import yaml
+from PIL import Image
+
+from service.auth import mint_token
+from service.config import Settings, load_settings
+from tests.photos import photo_bytes
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRET = "test-secret-" + "x" * 40
+PROBLEM = "application/problem+json"
+ALL_SCOPES = ("reconstruct", "results:read")
+
+BASE_CONFIG: dict[str, Any] = {
+    "host": "127.0.0.1",
+    "devices": "cpu",
+    "cpu_workers": 1,
+    "compile": False,
+    "batch_buckets": [1, 2, 4],
+    "max_batch": 4,
+    "max_wait_ms": 50,
+    "uv_size": 256,
+    "max_uv_size": 1024,
+    "max_body_bytes": 2_000_000,
+    "max_pixels": 4_000_000,
+    "max_batch_items": 4,
+    "request_timeout_s": 120,
+    "drain_timeout_s": 60,
+    "quota_rate_per_s": 2,
+    "quota_burst": 12,
+    "jwt_secret": SECRET,
+    "log_level": "warning",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    """One `face3d serve` process and what a test needs to talk to it."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    settings: Settings
+    log: Path
+
+    def token(self, tenant: str, scopes: tuple[str, ...] = ALL_SCOPES) -> dict[str, str]:
+        return {"Authorization": f"Bearer {mint_token(self.settings, tenant, scopes, 600)}"}
+
+    def client(self, tenant: str = "alice", scopes: tuple[str, ...] = ALL_SCOPES) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers=self.token(tenant, scopes), timeout=180)
+
+    def wait_ready(self, timeout_s: float = 300) -> None:
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"server exited with {self.process.returncode}:\n{self.log.read_text()[-3000:]}"
+                )
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"server not ready in {timeout_s} s:\n{self.log.read_text()[-3000:]}")
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of one sample family's values in /metrics matching ``labels``."""
+        text = httpx.get(f"{self.url}/metrics", timeout=10).text
+        total = 0.0
+        for line in text.splitlines():
+            match = re.fullmatch(rf"{re.escape(name)}(?:\{{(.*)\}})? (\S+)", line)
+            if match and all(f'{k}="{v}"' in (match.group(1) or "") for k, v in labels.items()):
+                total += float(match.group(2))
+        return total
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(90)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture(scope="module")
+def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Server]]:
+    started: list[Server] = []
+
+    def start(**overrides: Any) -> Server:
+        folder = tmp_path_factory.mktemp("server")
+        port = free_port()
+        config = {**BASE_CONFIG, "port": port, "results_dir": str(folder / "results"), **overrides}
+        path = folder / "api_config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        log = folder / "server.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FACE3D_") or k == "FACE3D_CACHE_DIR"}
+        with log.open("wb") as sink:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "service.cli", "serve", "--config", str(path)],
+                cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        server = Server(process, f"http://127.0.0.1:{port}", load_settings(path), log)
+        started.append(server)
+        server.wait_ready()
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def server(start_server: Callable[..., Server]) -> Server:
+    return start_server()
+
+
+@pytest.fixture(scope="module")
+def tight(start_server: Callable[..., Server]) -> Server:
+    # 1 worker holding at most 2 jobs (2 x max_batch), 1 more may wait: a 4th concurrent request is
+    # refused. A big texture makes each job slow enough that the third waits past the deadline.
+    return start_server(
+        batch_buckets=[1], max_batch=1, max_wait_ms=0, max_queue=1, request_timeout_s=4, uv_size=1024,
+        quota_burst=100, quota_rate_per_s=100,
+    )  # fmt: skip
+
+
+def blank_png(size: int = 320) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (size, size), (128, 128, 128)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def astronaut() -> bytes:
+    return photo_bytes("astronaut")
+
+
+def post_image(client: httpx.Client, data: bytes, **params: Any) -> httpx.Response:
+    return client.post("/v1/reconstruct", params=params, files={"image": ("photo.jpg", data, "image/jpeg")})
+
+
+def post_raw(client: httpx.Client, data: bytes, content_type: str) -> httpx.Response:
+    return client.post("/v1/reconstruct", content=data, headers={"Content-Type": content_type})
+
+
+def assert_problem(response: httpx.Response, status: int, slug: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM)
+    body = response.json()
+    assert body["type"].endswith("/" + slug) and body["status"] == status
+    return body
+
+
+# ------------------------------------------------------------------------------------ happy paths
+def test_health_models_and_request_id(server: Server) -> None:
+    assert httpx.get(f"{server.url}/livez").json() == {"status": "ok"}
+    assert httpx.get(f"{server.url}/readyz").status_code == 200
+    with server.client() as client:
+        models = client.get("/v1/models", headers={"X-Request-ID": "trace-123"})
+    assert models.status_code == 200 and models.headers["x-request-id"] == "trace-123"
+    body = models.json()
+    assert body["model"]["device"] == "cpu"
+    assert body["workers"][0]["ready"] and body["workers"][0]["pid"] > 0
+    assert httpx.get(f"{server.url}/livez").headers["x-request-id"]  # generated when absent
+
+
+def test_reconstruct_json_then_fetch_every_file(server: Server) -> None:
+    with server.client() as client:
+        response = post_image(client, astronaut())
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["image"] == {"width": 512, "height": 512}
+        [face] = body["faces"]
+        x0, y0, x1, y1 = face["bbox"]
+        assert 0 <= x0 < x1 <= 512 and 0 <= y0 < y1 <= 512
+        assert face["score"] > 0.5 and len(face["landmarks"]) == 478
+        assert {"yaw", "pitch", "roll"} <= set(face["pose"])
+        assert set(body["files"]) == {"face.obj", "face.mtl", "face.png", "face.glb", "result.json"}
+        assert {"queue", "decode", "detect", "encode"} <= set(body["timings_ms"])
+        files = {name: client.get(url) for name, url in body["files"].items()}
+    assert all(r.status_code == 200 for r in files.values())
+    texture = Image.open(io.BytesIO(files["face.png"].content))
+    assert texture.size == (256, 256)
+    assert np.asarray(texture).std() > 10  # a real photo texture, not a flat fill
+    mesh = trimesh.load(io.BytesIO(files["face.glb"].content), file_type="glb", force="mesh")
+    assert len(mesh.vertices) >= 468 and len(mesh.faces) == 852
+    assert json.loads(files["result.json"].content)["faces"][0]["bbox"] == face["bbox"]
+    assert files["face.glb"].headers["content-type"] == "model/gltf-binary"
+
+
+def test_raw_body_on_the_short_alias(server: Server) -> None:
+    with server.client() as client:
+        response = client.post("/reconstruct", content=astronaut(), headers={"Content-Type": "image/jpeg"})
+    assert response.status_code == 200, response.text
+    assert len(response.json()["faces"]) == 1
+
+
+@pytest.mark.parametrize("artifact", ["glb", "obj", "zip"])
+def test_single_artifact_formats(server: Server, artifact: str) -> None:
+    with server.client() as client:
+        response = post_image(client, astronaut(), format=artifact)
+    assert response.status_code == 200, response.text
+    data = response.content
+    if artifact == "glb":
+        assert data[:4] == b"glTF"
+        assert len(trimesh.load(io.BytesIO(data), file_type="glb", force="mesh").faces) == 852
+    elif artifact == "obj":
+        text = data.decode()
+        assert text.count("\nv ") == 468 and text.count("\nf ") == 852
+    else:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            assert {"face.obj", "face.mtl", "face.png", "result.json"} <= set(zf.namelist())
+            assert zf.testzip() is None
+
+
+# ------------------------------------------------------------------------------------ errors
+def test_input_errors(server: Server) -> None:
+    with server.client("errors") as client:
+        assert_problem(post_raw(client, b"not an image at all", "image/jpeg"), 400, "invalid-image")
+        assert_problem(post_raw(client, b"hello", "text/plain"), 415, "unsupported-type")
+        gif = b"GIF89a" + b"\x01\x00\x01\x00" + b"\x00" * 20
+        assert_problem(post_image(client, gif), 415, "unsupported-type")
+        too_big = b"\xff\xd8" + b"\x00" * 2_100_000
+        assert_problem(post_image(client, too_big), 413, "too-large")  # declared Content-Length
+        assert_problem(post_image(client, blank_png()), 422, "no-face")
+        assert_problem(post_image(client, astronaut(), uv_size=300), 422, "validation")
+        assert_problem(post_image(client, astronaut(), formats="obj,stl"), 422, "validation")
+        assert_problem(
+            client.post("/v1/reconstruct", files={"other": ("a.jpg", astronaut())}), 422, "validation"
+        )
+
+
+def test_streamed_body_is_cut_off_at_the_limit(server: Server) -> None:
+    """A chunked upload with no Content-Length gets 413 once it crosses max_body_bytes, not at its end."""
+    host, port = server.url.removeprefix("http://").split(":")
+    token = server.token("streamer")["Authorization"]
+    chunk = b"\xff" * 65536
+    planned = 200 * 1024 * 1024
+    sent = 0
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(
+            f"POST /v1/reconstruct HTTP/1.1\r\nHost: {host}\r\nAuthorization: {token}\r\n"
+            "Content-Type: image/jpeg\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+        )
+        sock.settimeout(2)
+        while sent < planned and not select.select([sock], [], [], 0)[0]:
+            try:
+                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            except (TimeoutError, BrokenPipeError, ConnectionResetError):
+                break
+            sent += len(chunk)
+        head = sock.recv(65536).decode("latin-1")
+    assert head.startswith("HTTP/1.1 413"), head[:200]
+    assert sent < planned / 4  # refused long before the end of the upload
+
+
+def test_auth_errors(server: Server) -> None:
+    url = f"{server.url}/v1/reconstruct"
+    files = {"image": ("a.jpg", astronaut(), "image/jpeg")}
+    assert_problem(httpx.post(url, files=files), 401, "unauthorized")
+    tampered = server.token("mallory")["Authorization"][:-4] + "AAAA"
+    assert_problem(httpx.post(url, files=files, headers={"Authorization": tampered}), 401, "unauthorized")
+    reader = server.token("reader", ("results:read",))
+    assert_problem(httpx.post(url, files=files, headers=reader), 403, "forbidden")
+
+
+def test_quota_gives_429_with_retry_after(server: Server) -> None:
+    with server.client("greedy") as client:
+        statuses = []
+        for _ in range(server.settings.quota_burst + 8):
+            response = post_raw(client, b"junk", "image/png")
+            statuses.append(response.status_code)
+            if response.status_code == 429:
+                break
+    assert statuses[-1] == 429 and statuses[0] == 400
+    assert_problem(response, 429, "quota-exceeded")
+    assert int(response.headers["retry-after"]) >= 1
+
+
+# ------------------------------------------------------------------------------------ results and batching
+def test_results_are_isolated_per_tenant(server: Server) -> None:
+    with server.client("alice") as alice, server.client("bob") as bob:
+        body = post_image(alice, astronaut(), formats="json").json()
+        url = body["files"]["result.json"]
+        assert alice.get(url).status_code == 200
+        assert_problem(bob.get(url), 404, "not-found")
+        assert_problem(bob.delete(f"/v1/results/{body['id']}"), 404, "not-found")
+        assert alice.delete(f"/v1/results/{body['id']}").status_code == 204
+        assert_problem(alice.get(url), 404, "not-found")
+
+
+def test_batch_endpoint_reports_per_item(server: Server) -> None:
+    images = [("a.jpg", astronaut()), ("blank.png", blank_png()), ("junk.jpg", b"junk")]
+    with server.client("batcher") as client:
+        response = client.post(
+            "/v1/reconstruct/batch", params={"formats": "json"}, files=[("images", item) for item in images]
+        )
+        assert response.status_code == 200, response.text
+        items = response.json()["items"]
+        assert [it["filename"] for it in items] == ["a.jpg", "blank.png", "junk.jpg"]
+        assert len(items[0]["faces"]) == 1 and "result.json" in items[0]["files"]
+        assert items[1]["error"]["status"] == 422 and items[2]["error"]["status"] == 400
+        too_many = [("images", (f"{i}.jpg", b"x")) for i in range(server.settings.max_batch_items + 1)]
+        assert_problem(client.post("/v1/reconstruct/batch", files=too_many), 413, "too-large")
+
+
+def test_concurrent_requests_are_batched(server: Server) -> None:
+    def multi_batches() -> float:
+        return server.metric("face3d_batch_size_count") - server.metric("face3d_batch_size_bucket", le="1.0")
+
+    before = multi_batches()
+    with server.client("crowd") as client, ThreadPoolExecutor(8) as threads:
+        responses = list(threads.map(lambda _: post_image(client, astronaut(), formats="json"), range(8)))
+    assert [r.status_code for r in responses] == [200] * 8
+    assert multi_batches() > before
+    assert server.metric("face3d_request_duration_seconds_count", route="/v1/reconstruct", status="200") >= 8
+    assert server.metric("face3d_stage_duration_seconds_count", stage="detect") >= 8
+
+
+# ------------------------------------------------------------------------------------ capacity and failure
+def test_full_queue_503_and_deadline_504(tight: Server) -> None:
+    with tight.client() as client, ThreadPoolExecutor(6) as threads:
+        responses = list(threads.map(lambda _: post_image(client, astronaut(), formats="png"), range(6)))
+    statuses = sorted(r.status_code for r in responses)
+    assert set(statuses) <= {200, 503, 504}, statuses
+    overloaded = [r for r in responses if r.status_code == 503]
+    assert overloaded and all(r.headers["retry-after"] for r in overloaded)
+    assert_problem(overloaded[0], 503, "overloaded")
+    timed_out = [r for r in responses if r.status_code == 504]
+    assert timed_out, statuses
+    assert_problem(timed_out[0], 504, "timeout")
+
+
+def test_killed_worker_fails_its_jobs_with_503_and_is_replaced(tight: Server) -> None:
+    tight.wait_ready()  # the previous test may have left work behind
+    with tight.client() as client:
+        pid = client.get("/v1/models").json()["workers"][0]["pid"]
+        restarts = tight.metric("face3d_worker_restarts_total")
+        with ThreadPoolExecutor(1) as threads:
+            pending = threads.submit(post_image, client, astronaut(), formats="png")
+            time.sleep(0.5)  # the job is in the worker's hands by now
+            killed_at = time.monotonic()
+            os.kill(pid, signal.SIGKILL)
+            response = pending.result()
+        assert time.monotonic() - killed_at < 2.0
+        assert response.status_code == 503, response.text
+        assert tight.metric("face3d_worker_restarts_total") == restarts + 1
+        tight.wait_ready()
+        assert client.get("/v1/models").json()["workers"][0]["pid"] != pid
+        assert post_image(client, astronaut(), formats="png").status_code == 200
+
+
+def test_sigterm_drains_requests_in_flight(start_server: Callable[..., Server]) -> None:
+    server = start_server(drain_timeout_s=60)
+    with server.client() as client, ThreadPoolExecutor(3) as threads:
+        pending = [threads.submit(post_image, client, astronaut(), formats="glb") for _ in range(3)]
+        time.sleep(0.5)
+        server.process.send_signal(signal.SIGTERM)
+        terminated = time.monotonic()
+        responses = [p.result() for p in pending]
+    assert [r.status_code for r in responses] == [200, 200, 200]
+    assert server.process.wait(60) == 0
+    assert time.monotonic() - terminated < server.settings.drain_timeout_s
