@@ -42,11 +42,13 @@ def pad_images(images: list[Tensor]) -> tuple[Tensor, Tensor]:
     """Stack (3,H,W) uint8 images of any sizes into one zero-padded (B,3,Hmax,Wmax) batch.
 
     Returns the batch and ``sizes`` (B,2) float32 (width, height) on the images' device. The padding
-    must stay zero: the letterbox relies on it standing for MediaPipe's BORDER_ZERO.
+    must stay zero: the letterbox relies on it standing for MediaPipe's BORDER_ZERO. The batch is
+    channels-last in memory (decoded photos are HWC anyway) so that sampling reads a pixel's three
+    channels from one row.
     """
     height = max(int(im.shape[1]) for im in images)
     width = max(int(im.shape[2]) for im in images)
-    batch = images[0].new_zeros((len(images), 3, height, width))
+    batch = images[0].new_zeros((len(images), 3, height, width)).contiguous(memory_format=torch.channels_last)
     for k, image in enumerate(images):
         batch[k, :, : image.shape[1], : image.shape[2]] = image
     sizes = torch.tensor([[im.shape[2], im.shape[1]] for im in images], dtype=torch.float32)
@@ -73,20 +75,20 @@ def sample_bilinear(
         y = torch.minimum(y.clamp(min=0), h - 1)
     x0 = torch.floor(x)
     y0 = torch.floor(y)
-    fx = (x - x0).unsqueeze(1)
-    fy = (y - y0).unsqueeze(1)
-    flat = images.reshape(-1)
-    base = (image_index[:, None] * channels + torch.arange(channels, device=images.device)) * (height * width)
-    out = torch.zeros((x.shape[0], channels, x.shape[1]), dtype=torch.float32, device=images.device)
+    fx = x - x0
+    fy = y - y0
+    # One row per pixel, channels together: a view when the batch is channels-last (pad_images).
+    rows = images.permute(0, 2, 3, 1).reshape(-1, channels)
+    base = image_index[:, None] * (height * width)
+    out = x.new_zeros((*x.shape, channels))
     for dx, dy, weight in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy),
                            (1, 1, fx * fy)):  # fmt: skip
         xi = x0 + dx
         yi = y0 + dy
-        inside = ((xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)).unsqueeze(1)
-        offset = yi.clamp(0, height - 1).long() * width + xi.clamp(0, width - 1).long()
-        values = flat[base[:, :, None] + offset[:, None, :]].float()
-        out += torch.where(inside, values * weight, 0.0)
-    return out
+        inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+        row = base + yi.clamp(0, height - 1).long() * width + xi.clamp(0, width - 1).long()
+        out += rows[row].float() * torch.where(inside, weight, 0.0)[..., None]
+    return out.transpose(1, 2)
 
 
 def letterbox(images: Tensor, sizes: Tensor) -> tuple[Tensor, Tensor]:
@@ -147,7 +149,7 @@ class FaceDetector(nn.Module):
         self.register_buffer("anchors", ssd_anchor_centres(), persistent=False)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        raw, logits = self.net(x.to(_module_dtype(self.net)))
+        raw, logits = self.net(x.to(module_dtype(self.net)))
         raw = raw.float() / INPUT_SIZE  # reverse_output_order: x, y, w, h, then (x, y) per keypoint
         anchors = self.anchors.float()
         centre = raw[..., 0:2] + anchors
@@ -248,8 +250,9 @@ def select_faces(
     )
 
 
-def _module_dtype(module: nn.Module) -> torch.dtype:
-    """The floating dtype the module's weights are in (its input must match)."""
+def module_dtype(module: nn.Module) -> torch.dtype:
+    """The floating dtype the module's weights are in: inputs are cast to it, so the engine may
+    ``.half()`` a net while pre/post-processing stays float32."""
     for tensor in (*module.parameters(), *module.buffers()):
         if tensor.is_floating_point():
             return tensor.dtype

@@ -243,14 +243,14 @@ def render_preview(
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         canvas = canvas.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
     sx, sy = canvas.width / width, canvas.height / height
-    draw = ImageDraw.Draw(canvas)
+    draw = ImageDraw.Draw(canvas, "RGBA")  # translucent edges: the face stays visible under its mesh
     pairs = np.asarray(topology.triangles)[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
     edges = np.unique(np.sort(pairs, axis=1), axis=0)
     stroke = max(1, round(max(canvas.size) / 700))
     for face in rec.faces:
         points = np.asarray(face.landmarks, dtype=np.float64)[:, :2] * (sx, sy)
         for segment in points[edges].reshape(-1, 4).tolist():
-            draw.line(segment, fill=(0, 255, 120), width=1)
+            draw.line(segment, fill=(0, 255, 120, 140), width=1)
         x0, y0, x1, y1 = face.bbox
         draw.rectangle((x0 * sx, y0 * sy, x1 * sx, y1 * sy), outline=(255, 210, 0), width=stroke)
         draw.text((x0 * sx + 2, max(0.0, y0 * sy - 12)), f"{face.score:.2f}", fill=(255, 210, 0))

@@ -25,7 +25,14 @@ import torch
 from torch import Tensor, nn
 
 from models.assets import asset_path
-from models.detector import Detections, FaceDetector, letterbox, sample_bilinear, select_faces
+from models.detector import (
+    Detections,
+    FaceDetector,
+    letterbox,
+    module_dtype,
+    sample_bilinear,
+    select_faces,
+)
 from models.tflite import load_tflite
 
 INPUT_SIZE = 192
@@ -77,8 +84,7 @@ class FaceMeshNet(nn.Module):
             self.register_buffer(name, torch.tensor(table), persistent=False)
 
     def forward(self, crops: Tensor) -> tuple[Tensor, Tensor]:
-        dtype = next((t.dtype for t in (*self.net.parameters(), *self.net.buffers()) if t.is_floating_point()))
-        outputs = [out.float().flatten(1) for out in self.net(crops.to(dtype))]
+        outputs = [out.float().flatten(1) for out in self.net(crops.to(module_dtype(self.net)))]
         faces = len(crops)
         mesh = outputs[0].reshape(faces, 468, 3)
         presence = torch.sigmoid(outputs[-1][:, 0])
@@ -92,8 +98,11 @@ class FaceMeshNet(nn.Module):
         depth = mesh[..., 2]
         left_z = depth[:, self.left_eye[:_EYE_CONTOUR]].mean(dim=1, keepdim=True).expand(-1, 5)
         right_z = depth[:, self.right_eye[:_EYE_CONTOUR]].mean(dim=1, keepdim=True).expand(-1, 5)
-        irises = torch.cat([torch.cat([left_iris, right_iris], 1), torch.cat([left_z, right_z], 1)[..., None]], -1)
-        return torch.cat([torch.cat([xy, depth[..., None]], -1), irises], dim=1), presence
+        iris_xy = torch.cat([left_iris, right_iris], dim=1)
+        iris_z = torch.cat([left_z, right_z], dim=1)
+        points = torch.cat([xy, depth[..., None]], dim=-1)
+        irises = torch.cat([iris_xy, iris_z[..., None]], dim=-1)
+        return torch.cat([points, irises], dim=1), presence
 
 
 def load_face_mesh(model: str = "478", cache_dir: Path | None = None) -> FaceMeshNet:

@@ -154,7 +154,7 @@ def photo_landmarks(name: str, backend: str, iterations: int = 4) -> np.ndarray:
             (side / LANDMARK_INPUT, 0, x0, 0, side / LANDMARK_INPUT, y0),
             resample=Image.Resampling.BILINEAR,
         )
-        pts = run(np.asarray(crop)).astype(np.float64) * (side / LANDMARK_INPUT)
+        pts = run(np.array(crop)).astype(np.float64) * (side / LANDMARK_INPUT)
         pts[:, 0] += x0
         pts[:, 1] += y0
         lo, hi = pts[:, :2].min(0), pts[:, :2].max(0)

@@ -6,9 +6,9 @@ by service/problems.py. Uploads are read with a byte budget enforced while strea
 image header is sniffed here (cheap) so that an oversized or non-image upload never costs a
 worker slot.
 
-Run it with ``face3d serve`` or ``uvicorn --factory service.api:create_app`` (settings from
-``api_config.yaml`` / ``FACE3D_*``). SIGTERM: uvicorn stops accepting, lets open requests finish,
-then the lifespan drains the pool and stops the workers.
+Run it with ``face3d serve`` (which also sets up JSON logging and the graceful-shutdown timeout).
+SIGTERM: uvicorn stops accepting, lets open requests finish, then the lifespan drains the pool and
+stops the workers.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from models.export import FORMATS
 from models.imageio import ImageError, sniff
 from service import logs, metrics
-from service.auth import SCOPE_ADMIN, QuotaLimiter, log_auth_mode, require_scope
+from service.auth import SCOPE_ADMIN, QuotaLimiter, require_scope
 from service.config import Settings, load_settings
 from service.deps import CurrentPrincipal, ReconstructCaller, ResultsReader, charge_quota, current_principal
 from service.pool import WorkerPool
@@ -212,11 +212,9 @@ def artifact_response(done: JobDone, artifact: str) -> Response:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The ASGI app; with no argument settings come from api_config.yaml and ``FACE3D_*``."""
     settings = settings or load_settings()
-    logs.configure_logging(settings.log_level)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        log_auth_mode(settings)
         pool = WorkerPool(settings)
         app.state.pool = pool
         await pool.start()

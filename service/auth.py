@@ -185,7 +185,7 @@ def log_auth_mode(settings: Settings) -> None:
         else (settings.jwt_jwks_url or str(settings.jwt_public_key_file))
     )
     log.info(
-        "bearer tokens required",
+        "JWT bearer authentication on",
         extra={
             "algorithms": list(settings.jwt_algorithms),
             "key_source": source,

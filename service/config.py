@@ -237,7 +237,23 @@ class Settings(BaseSettings):
         """torch intra-op threads for each of ``workers`` processes: torch_threads, else a fair share."""
         if self.torch_threads:
             return self.torch_threads
-        return max(1, len(os.sched_getaffinity(0)) // max(1, workers))
+        return max(1, available_cpus() // max(1, workers))
+
+
+def available_cpus() -> int:
+    """CPUs this process may really use: its affinity mask, capped by a cgroup v2 CPU quota.
+
+    In a container with ``resources.limits.cpu: 4`` on a 64-core node, affinity still shows 64; only
+    ``cpu.max`` tells, and sizing thread pools by 64 would make every worker thrash.
+    """
+    cpus = len(os.sched_getaffinity(0))
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cpus = min(cpus, max(1, int(quota) // int(period)))
+    except (OSError, ValueError):  # no cgroup v2 or no limit
+        pass
+    return cpus
 
 
 def config_file() -> Path | None:

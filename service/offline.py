@@ -95,7 +95,8 @@ def _options(settings, uv_size: int | None, formats: Sequence[str] | None, all_f
     chosen = tuple(formats or DEFAULT_FORMATS)
     unknown = set(chosen) - set(DEFAULT_FORMATS)
     if unknown:
-        raise ValueError(f"unknown format(s) {', '.join(sorted(unknown))}; choose from {','.join(DEFAULT_FORMATS)}")
+        names = ", ".join(sorted(unknown))
+        raise ValueError(f"unknown format(s) {names}; choose from {','.join(DEFAULT_FORMATS)}")
     size = uv_size or settings.uv_size
     if not 256 <= size <= settings.max_uv_size:
         raise ValueError(f"--uv-size must be between 256 and {settings.max_uv_size}, got {size}")
@@ -109,9 +110,9 @@ def _options(settings, uv_size: int | None, formats: Sequence[str] | None, all_f
 
 
 def _local_engine(settings):
-    from service.engine_factory import build_engine
-
     import torch
+
+    from service.engine_factory import build_engine
 
     device = "cuda:0" if settings.devices != "cpu" and torch.cuda.is_available() else "cpu"
     return build_engine(settings, device, compile_model=False)

@@ -259,7 +259,9 @@ class WorkerPool:
             while True:
                 message = results.recv()
                 self._loop.call_soon_threadsafe(self._on_message, worker, message)
-        except (EOFError, OSError):
+        except (EOFError, OSError):  # the worker exited; the supervisor handles the rest
+            pass
+        except RuntimeError:  # the event loop closed under us at shutdown: nobody is waiting any more
             pass
         finally:
             results.close()

@@ -15,6 +15,7 @@ the next batch's torch work; the pool is bounded so a slow encoder applies back-
 from __future__ import annotations
 
 import os
+import queue
 import threading
 import time
 import traceback
@@ -121,8 +122,6 @@ class WorkerLoop:
 
     @staticmethod
     def _receiver(jobs: Connection) -> Callable[[float], object]:
-        import queue
-
         def receive(timeout: float) -> object:
             try:
                 if not jobs.poll(timeout):
@@ -246,7 +245,7 @@ def worker_main(spec: WorkerSpec, jobs: Connection, results: Connection) -> None
         loop = WorkerLoop(spec, jobs, send)
         compile_s = loop.warmup()
     except Exception:
-        send(WorkerFailed(traceback.format_exc()))
-        raise
+        send(WorkerFailed(traceback.format_exc()))  # the parent logs it; exit without a second traceback
+        raise SystemExit(1) from None
     send(WorkerReady(os.getpid(), spec.device, compile_s, loop.model_info))
     loop.run()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from service.config import ConfigError, Settings, load_settings
+from service.config import ConfigError, Settings, available_cpus, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "k" * 40
@@ -18,8 +19,6 @@ SECRET = "k" * 40
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No FACE3D_* from the caller's shell, and a cwd without an api_config.yaml."""
-    import os
-
     for key in list(os.environ):
         if key.startswith("FACE3D_"):
             monkeypatch.delenv(key)
@@ -153,9 +152,8 @@ def test_worker_devices(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_threads_per_worker() -> None:
-    import os
-
-    cores = len(os.sched_getaffinity(0))
+    cores = available_cpus()
+    assert 1 <= cores <= len(os.sched_getaffinity(0))
     assert load_settings(jwt_secret=SECRET, torch_threads=3).threads_per_worker(4) == 3
     assert load_settings(jwt_secret=SECRET).threads_per_worker(1) == cores
     assert load_settings(jwt_secret=SECRET).threads_per_worker(cores * 2) == 1

@@ -86,7 +86,9 @@ def _np_landmarks_to_matrix(landmarks: np.ndarray, opts: dict) -> np.ndarray:
 
     shift = affine(np.eye(2), (centre[0], centre[1]))
     rotation = affine(rot3(-r)[:2, :2], (0, 0))
-    scale = affine(np.diag([opts["scale_x"] * (hi[0] - lo[0]) / ow, opts["scale_y"] * (hi[1] - lo[1]) / oh]), (0, 0))
+    scale = affine(
+        np.diag([opts["scale_x"] * (hi[0] - lo[0]) / ow, opts["scale_y"] * (hi[1] - lo[1]) / oh]), (0, 0)
+    )
     shift2 = affine(np.eye(2), (-ow / 2, -oh / 2))
     return (shift @ rotation @ scale @ shift2).astype(np.float32).reshape(1, 4, 4)
 
@@ -255,7 +257,11 @@ def test_to_float64_keeps_parity() -> None:
 
 def test_unsupported_op_is_named(tmp_path: Path) -> None:
     flat = schema.ModelT.InitFromPackedBuf(bytearray(asset_path(DETECTOR).read_bytes()), 0)
-    relu = next(c for c in flat.operatorCodes if max(c.builtinCode, c.deprecatedBuiltinCode) == schema.BuiltinOperator.RELU)
+    relu = next(
+        c
+        for c in flat.operatorCodes
+        if max(c.builtinCode, c.deprecatedBuiltinCode) == schema.BuiltinOperator.RELU
+    )
     relu.builtinCode = relu.deprecatedBuiltinCode = schema.BuiltinOperator.LOGISTIC
     builder = flatbuffers.Builder(0)
     builder.Finish(flat.Pack(builder), file_identifier=b"TFL3")

@@ -1,0 +1,227 @@
+"""Engine: photos in, Reconstructions out. The one object the CLI and the service workers hold.
+
+Data path of one ``reconstruct`` call (B images, F faces), all on the engine's device:
+
+    uint8 images -> padded batch -> letterbox 128² -> BlazeFace (bucketed, optionally compiled)
+    -> weighted NMS -> ROI crops 192² -> landmark net (bucketed, optionally compiled)
+    -> back-projection -> similarity fit to the template -> UV bake -> host
+
+Why buckets: ``torch.compile`` specialises on shapes. Padding every net input up to one of a few
+fixed batch sizes (1, 2, 4, 8, ...) keeps the number of compiled graphs small and known, so
+``warmup`` can compile all of them before the service reports ready, and no request ever pays
+for a recompile.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from models.assets import MEDIAPIPE_VERSION, weight_hashes
+from models.detector import letterbox, load_face_detector, pad_images, select_faces
+from models.landmarks import INPUT_SIZE as MESH_INPUT
+from models.landmarks import (
+    MODEL_FILES,
+    PRESENCE_THRESHOLD,
+    crop_faces,
+    face_rois,
+    load_face_mesh,
+    to_image_space,
+)
+from models.pose import fit_pose
+from models.reconstruction import Face, Pose, Reconstruction
+from models.texture import TextureBaker
+from models.topology import load_topology
+
+DETECTOR_INPUT = 128
+MESH_VERTICES = 468
+
+
+class _StageClock:
+    """Wall time per stage; synchronises CUDA at each mark so the split is truthful."""
+
+    def __init__(self, device: torch.device) -> None:
+        self._sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        self._last = time.perf_counter()
+        self.ms: dict[str, float] = {}
+
+    def mark(self, stage: str) -> None:
+        self._sync()
+        now = time.perf_counter()
+        self.ms[stage] = self.ms.get(stage, 0.0) + (now - self._last) * 1000
+        self._last = now
+
+
+class Engine:
+    """Batched face reconstruction on one device. Not thread-safe: one engine per worker."""
+
+    def __init__(
+        self,
+        device: str = "cpu",
+        compile: bool = False,
+        buckets: Sequence[int] = (1, 2, 4, 8),
+        dtype: torch.dtype = torch.float32,
+        landmark_model: str = "478",
+        max_faces: int = 4,
+        cache_dir: Path | None = None,
+    ) -> None:
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"device {device} requested but CUDA is not available")
+        if dtype != torch.float32 and self.device.type == "cpu":
+            raise ValueError("reduced precision is only supported on CUDA devices")
+        self.buckets = tuple(sorted({int(b) for b in buckets}))
+        if not self.buckets or self.buckets[0] < 1:
+            raise ValueError("buckets must be positive batch sizes")
+        self.dtype = dtype
+        self.landmark_model = landmark_model
+        self.max_faces = max_faces
+        self.compiled = compile
+        self.detector = load_face_detector(cache_dir).to(self.device).eval()
+        self.mesh = load_face_mesh(landmark_model, cache_dir).to(self.device).eval()
+        self.detector.net.to(dtype)
+        self.mesh.net.to(dtype)
+        self._run_detector: Callable[[Tensor], tuple[Tensor, ...]] = self._maybe_compile(self.detector)
+        self._run_mesh: Callable[[Tensor], tuple[Tensor, ...]] = self._maybe_compile(self.mesh)
+        self.topology = load_topology()
+        self._template = torch.from_numpy(self.topology.template).to(self.device)
+        self._bakers: dict[int, TextureBaker] = {}
+
+    def _maybe_compile(self, module: nn.Module) -> Callable[[Tensor], tuple[Tensor, ...]]:
+        # fullgraph: a graph break would silently run eager; fail loudly instead.
+        return torch.compile(module, dynamic=False, fullgraph=True) if self.compiled else module
+
+    def model_info(self) -> dict:
+        """What is loaded, for /v1/models and every result.json."""
+        files = ("face_detection_short_range.tflite", MODEL_FILES[self.landmark_model])
+        hashes = weight_hashes()
+        return {
+            "backend": "mediapipe-torch",
+            "model": f"face-mesh-{self.landmark_model}",
+            "version": f"mediapipe-{MEDIAPIPE_VERSION}",
+            "weights": {name: hashes[name] for name in files},
+            "landmarks": int(self.landmark_model),
+            "device": str(self.device),
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "compiled": self.compiled,
+            "buckets": list(self.buckets),
+        }
+
+    def baker(self, uv_size: int) -> TextureBaker:
+        """The texel map for ``uv_size``, built on first use and kept (it depends only on the layout)."""
+        if uv_size not in self._bakers:
+            self._bakers[uv_size] = TextureBaker(self.topology, uv_size, self.device)
+        return self._bakers[uv_size]
+
+    def _bucket(self, n: int) -> int:
+        return next((b for b in self.buckets if b >= n), self.buckets[-1])
+
+    def _bucketed(self, run: Callable[[Tensor], tuple[Tensor, ...]], x: Tensor) -> list[Tensor]:
+        """Run ``x`` through ``run`` in bucket-sized, zero-padded chunks; outputs trimmed back to len(x)."""
+        outs: list[list[Tensor]] = []
+        step = self.buckets[-1]
+        for start in range(0, len(x), step):
+            chunk = x[start : start + step]
+            size = self._bucket(len(chunk))
+            if size > len(chunk):
+                chunk = torch.cat([chunk, chunk.new_zeros((size - len(chunk), *chunk.shape[1:]))])
+            outs.append([o[: min(step, len(x) - start)] for o in run(chunk)])
+        return [torch.cat(parts) for parts in zip(*outs, strict=True)]
+
+    @torch.inference_mode()
+    def warmup(self, uv_sizes: Sequence[int] = (2048,)) -> float:
+        """Run (and so compile) every bucket of both nets and build the bakers; returns seconds."""
+        start = time.perf_counter()
+        for size in self.buckets:
+            self._run_detector(torch.zeros((size, 3, DETECTOR_INPUT, DETECTOR_INPUT), device=self.device))
+            self._run_mesh(torch.zeros((size, 3, MESH_INPUT, MESH_INPUT), device=self.device))
+        for uv_size in uv_sizes:
+            self.baker(uv_size)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter() - start
+
+    def _upload(self, image: np.ndarray) -> Tensor:
+        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+        if self.device.type == "cuda":
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor
+
+    @torch.inference_mode()
+    def reconstruct(
+        self, images: Sequence[np.ndarray], uv_size: int = 2048, all_faces: bool = False
+    ) -> list[Reconstruction]:
+        """Reconstruct the faces of each (H, W, 3) uint8 RGB image; one Reconstruction per image.
+
+        ``all_faces`` keeps up to ``max_faces`` faces per image (largest first), else the largest.
+        Stage timings are for the whole call and are reported on every Reconstruction.
+        """
+        if not images:
+            return []
+        baker = self.baker(uv_size)
+        clock = _StageClock(self.device)
+        batch, sizes = pad_images([self._upload(im) for im in images])
+        x, frames = letterbox(batch, sizes)
+        boxes, keypoints, scores = self._bucketed(self._run_detector, x)
+        detections = select_faces(
+            boxes, keypoints, scores, frames, max_faces=self.max_faces if all_faces else 1
+        )
+        face_image, boxes, keypoints, scores = detections.flatten()
+        clock.mark("detect")
+        if len(face_image):
+            rois = face_rois(boxes, keypoints)
+            points, presence = self._bucketed(self._run_mesh, crop_faces(batch, sizes, face_image, rois))
+            keep = presence >= PRESENCE_THRESHOLD
+            face_image, boxes, scores = face_image[keep], boxes[keep], scores[keep]
+            landmarks = to_image_space(points[keep], rois[keep])
+            fit = fit_pose(landmarks, self._template)
+            vertices = fit.to_model(landmarks[:, :MESH_VERTICES])
+            clock.mark("landmarks")
+            textures, coverage = baker.bake(batch, face_image, landmarks[:, :MESH_VERTICES])
+            clock.mark("bake")
+        faces_per_image: list[list[Face]] = [[] for _ in images]
+        if len(face_image):
+            host = {
+                "image": face_image.cpu().tolist(),
+                "boxes": boxes.float().cpu().numpy(),
+                "scores": scores.float().cpu().numpy(),
+                "landmarks": landmarks.float().cpu().numpy(),
+                "vertices": vertices.float().cpu().numpy(),
+                "rotation": fit.rotation.float().cpu().numpy(),
+                "euler": fit.euler_degrees().float().cpu().numpy(),
+                "scale": fit.scale.float().cpu().numpy(),
+                "translation": fit.translation.float().cpu().numpy(),
+                "textures": textures.cpu().numpy(),
+                "coverage": coverage.float().cpu().numpy(),
+            }
+            clock.mark("bake")  # device -> host copy of the textures belongs to the bake
+            for k, index in enumerate(host["image"]):
+                yaw, pitch, roll = (float(a) for a in host["euler"][k])
+                faces_per_image[index].append(
+                    Face(
+                        bbox=tuple(float(v) for v in host["boxes"][k]),
+                        score=float(host["scores"][k]),
+                        landmarks=host["landmarks"][k],
+                        vertices=host["vertices"][k],
+                        pose=Pose(
+                            rotation=host["rotation"][k],
+                            yaw=yaw,
+                            pitch=pitch,
+                            roll=roll,
+                            scale=float(host["scale"][k]),
+                            translation=host["translation"][k],
+                        ),
+                        texture=host["textures"][k],
+                        coverage=float(host["coverage"][k]),
+                    )
+                )
+        per_image = {stage: ms / len(images) for stage, ms in clock.ms.items()}
+        return [
+            Reconstruction(int(im.shape[1]), int(im.shape[0]), faces, dict(per_image))
+            for im, faces in zip(images, faces_per_image, strict=True)
+        ]

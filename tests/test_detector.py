@@ -1,0 +1,126 @@
+"""BlazeFace detection: anchors, letterbox, weighted NMS, and real detections on the test photos."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from models.detector import (
+    Detections,
+    FaceDetector,
+    letterbox,
+    load_face_detector,
+    pad_images,
+    select_faces,
+    ssd_anchor_centres,
+)
+from tests.photos import PHOTO_NAMES, photo
+
+
+@pytest.fixture(scope="module")
+def detector() -> FaceDetector:
+    return load_face_detector().eval()
+
+
+def as_tensor(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(image.copy()).permute(2, 0, 1).contiguous()
+
+
+@torch.no_grad()
+def detect(detector: FaceDetector, images: list[np.ndarray], max_faces: int = 4) -> Detections:
+    batch, sizes = pad_images([as_tensor(im) for im in images])
+    x, frames = letterbox(batch, sizes)
+    return select_faces(*detector(x), frames, max_faces=max_faces)
+
+
+def test_anchor_layout_matches_short_range_model() -> None:
+    anchors = ssd_anchor_centres()
+    assert anchors.shape == (896, 2)
+    # 16x16 cells x 2 anchors (stride 8), then 8x8 cells x 6 anchors (three stride-16 layers).
+    assert torch.equal(anchors[0], anchors[1])
+    assert torch.allclose(anchors[0], torch.tensor([0.5 / 16, 0.5 / 16]))
+    assert torch.allclose(anchors[2], torch.tensor([1.5 / 16, 0.5 / 16]))
+    assert torch.allclose(anchors[512], torch.tensor([0.5 / 8, 0.5 / 8]))
+    assert torch.equal(anchors[512:518], anchors[512:513].expand(6, 2))
+    assert torch.allclose(anchors[-1], torch.tensor([7.5 / 8, 7.5 / 8]))
+
+
+def test_letterbox_centres_the_image_on_a_zero_border() -> None:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (64, 256, 3), dtype=np.uint8)
+    batch, sizes = pad_images([as_tensor(image)])
+    x, frames = letterbox(batch, sizes)
+    # Side 256 -> scale 2 exactly; the 64-row image is centred (rows 48..79), black above and below.
+    assert frames.tolist() == [[256.0, 0.0, -96.0]]
+    expected = torch.from_numpy(image[::2, ::2]).permute(2, 0, 1).float() * (2 / 255) - 1
+    assert torch.allclose(x[0, :, 48:80], expected, atol=1e-6)
+    assert torch.all(x[0, :, :48] == -1) and torch.all(x[0, :, 80:] == -1)
+
+
+def test_weighted_nms_merges_overlaps_and_orders_by_area() -> None:
+    boxes = torch.tensor([[[0.10, 0.10, 0.30, 0.30], [0.12, 0.10, 0.32, 0.30], [0.5, 0.5, 0.9, 0.9],
+                           [0.0, 0.0, 1.0, 1.0]]])  # fmt: skip
+    keypoints = boxes[:, :, None, :2].expand(-1, -1, 6, -1).clone()
+    scores = torch.tensor([[0.9, 0.6, 0.8, 0.3]])  # the last is below the 0.5 threshold
+    frames = torch.tensor([[100.0, 10.0, 20.0]])  # side 100, origin (10, 20)
+    found = select_faces(boxes, keypoints, scores, frames, max_faces=4)
+    assert found.valid.tolist() == [[True, True, False, False]]
+    # Largest first: the lone box, then the score-weighted merge of the overlapping pair.
+    assert torch.allclose(found.boxes[0, 0], torch.tensor([60.0, 70.0, 100.0, 110.0]))
+    merged_x0 = (0.10 * 0.9 + 0.12 * 0.6) / 1.5 * 100 + 10
+    assert torch.allclose(found.boxes[0, 1], torch.tensor([merged_x0, 30.0, merged_x0 + 20, 50.0]))
+    assert torch.allclose(found.keypoints[0, 1, :, 0], torch.tensor(merged_x0))
+    assert found.scores[0, :2].tolist() == pytest.approx([0.8, 0.9])
+    only = select_faces(boxes, keypoints, scores, frames, max_faces=1)
+    assert only.valid.shape == (1, 1) and torch.equal(only.boxes[0, 0], found.boxes[0, 0])
+
+
+@pytest.mark.parametrize("name", PHOTO_NAMES)
+def test_one_face_on_each_test_photo(detector: FaceDetector, name: str) -> None:
+    image = photo(name)
+    found = detect(detector, [image])
+    assert found.valid.sum() == 1
+    box, points, score = found.boxes[0, 0], found.keypoints[0, 0], found.scores[0, 0]
+    height, width = image.shape[:2]
+    assert score > 0.8
+    assert 0 <= box[0] < box[2] <= width and 0 <= box[1] < box[3] <= height
+    assert box[2] - box[0] > 0.15 * width
+    eyes_mouth_nose = points[:4]
+    assert torch.all((eyes_mouth_nose >= box[:2]) & (eyes_mouth_nose <= box[2:]))
+    assert points[0, 0] < points[1, 0]  # keypoint 0 (subject's right eye) is on the image's left
+
+
+def test_largest_face_first_and_max_faces(detector: FaceDetector) -> None:
+    face = photo("astronaut")[30:230, 125:325]
+    canvas = np.zeros((200, 300, 3), np.uint8)
+    canvas[50:150, 200:] = np.asarray(Image.fromarray(face).resize((100, 100)))
+    canvas[:, :200] = face
+    found = detect(detector, [canvas])
+    assert found.valid.sum() == 2
+    big, small = found.boxes[0, 0], found.boxes[0, 1]
+    assert big[2] <= 200 <= small[0]
+    assert (big[2] - big[0]) > 1.8 * (small[2] - small[0])
+    one = detect(detector, [canvas], max_faces=1)
+    assert torch.equal(one.boxes[0, 0], big)
+
+
+def test_batched_detection_equals_single(detector: FaceDetector) -> None:
+    images = [photo(name) for name in PHOTO_NAMES]
+    together = detect(detector, images)
+    for k, image in enumerate(images):
+        alone = detect(detector, [image])
+        assert torch.equal(alone.valid[0], together.valid[k])
+        assert torch.allclose(alone.boxes[0], together.boxes[k], atol=1e-3)
+        assert torch.allclose(alone.keypoints[0], together.keypoints[k], atol=1e-3)
+        assert torch.allclose(alone.scores[0], together.scores[k], atol=1e-5)
+
+
+def test_no_face_on_blank_or_noise(detector: FaceDetector) -> None:
+    noise = np.random.default_rng(1).integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    blank = np.full((256, 256, 3), 128, np.uint8)
+    found = detect(detector, [noise, blank])
+    assert not found.valid.any()
+    image, boxes, points, scores = found.flatten()
+    assert image.shape == (0,) and boxes.shape == (0, 4) and points.shape == (0, 6, 2)
