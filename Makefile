@@ -55,5 +55,8 @@ bench: weights
 bench-http: weights
 	$(BIN)/python bench/http.py
 
+deploy-check: $(VENV)/.test
+	$(BIN)/python scripts/check_deploy.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

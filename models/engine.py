@@ -71,6 +71,9 @@ class Engine:
         cache_dir: Path | None = None,
     ) -> None:
         self.device = torch.device(device)
+        # The fp16-dequantised weights produce denormal floats, which x86 CPUs process ~40x slower
+        # (measured: 468 net 1.4 s -> 37 ms per face). Process-wide, but one engine owns its process.
+        torch.set_flush_denormal(True)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(f"device {device} requested but CUDA is not available")
         if dtype != torch.float32 and self.device.type == "cpu":
@@ -89,7 +92,7 @@ class Engine:
         self._run_detector: Callable[[Tensor], tuple[Tensor, ...]] = self._maybe_compile(self.detector)
         self._run_mesh: Callable[[Tensor], tuple[Tensor, ...]] = self._maybe_compile(self.mesh)
         self.topology = load_topology()
-        self._template = torch.from_numpy(self.topology.template).to(self.device)
+        self._template = torch.tensor(self.topology.template, device=self.device)
         self._bakers: dict[int, TextureBaker] = {}
 
     def _maybe_compile(self, module: nn.Module) -> Callable[[Tensor], tuple[Tensor, ...]]:

@@ -70,10 +70,12 @@ def fit_pose(points_img: torch.Tensor, template: torch.Tensor) -> PoseFit:
 
     Only the first ``template.shape[0]`` landmarks are used, so 478-point output (with irises)
     can be passed as is. Runs in the landmarks' dtype (float32 is ample: the 3x3 SVD is well
-    conditioned for real faces) and device; no host synchronisation.
+    conditioned for real faces) and device; no host synchronisation. Half-precision input is
+    promoted to float32 (the SVD has no half kernels).
     """
-    template = template.to(points_img)
-    cam = image_to_camera(points_img[:, : template.shape[0]])
+    points = points_img.float() if points_img.element_size() < 4 else points_img
+    template = template.to(points)
+    cam = image_to_camera(points[:, : template.shape[0]])
     mu_p = cam.mean(dim=1)
     mu_t = template.mean(dim=0)
     p = cam - mu_p[:, None, :]

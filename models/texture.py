@@ -31,6 +31,7 @@ from models.topology import Topology, rasterize_uv
 MIN_UV_SIZE, MAX_UV_SIZE = 256, 4096
 ZBUFFER_CELLS = 48  # coarse z-buffer resolution across the face's bounding box
 DEPTH_TOLERANCE_CELLS = 2.0  # a surface may rise this many cell widths within one cell
+MIN_FACING_COS = 0.25  # triangles seen at more than ~75 degrees from their normal are "hidden"
 # Barycentric sample points per triangle for the z-buffer (a level-3 grid, vertices included).
 _ZSAMPLES = torch.tensor([(i, j, 3 - i - j) for i in range(4) for j in range(4 - i)], dtype=torch.float32) / 3
 _STRIP = 2  # width in px of the mean-colour strip appended to each photo
@@ -66,7 +67,7 @@ class TextureBaker:
         self.sample_size = sample_size or default_sample_size(uv_size, self.device)
         if not 0 < self.sample_size <= uv_size:
             raise ValueError(f"sample_size must be in (0, uv_size], got {self.sample_size}")
-        tris = np.asarray(topology.triangles, dtype=np.int64)
+        tris = topology.triangles.astype(np.int64)
         n_tri = len(tris)
         owner, bary, _ = rasterize_uv(topology.uvs, tris, self.sample_size)
         inside = owner >= 0
@@ -83,7 +84,7 @@ class TextureBaker:
         texels = np.bincount(owner[inside], minlength=n_tri).astype(np.float32)
         self._tri_texels = torch.from_numpy(texels).to(self.device)
         self._triangles = torch.from_numpy(tris).to(self.device)
-        mirror = torch.from_numpy(np.asarray(topology.mirror, dtype=np.int64)).to(self.device)
+        mirror = torch.from_numpy(topology.mirror.astype(np.int64)).to(self.device)
         # Mirrored corners in the same order (same barycentrics -> the mirrored texel); this
         # triangle is clockwise seen from outside, so visibility uses it with corners 1, 2 swapped.
         self._mirror_triangles = mirror[self._triangles]
@@ -100,6 +101,9 @@ class TextureBaker:
         the fraction of atlas texels whose own triangle is visible.
         """
         n_faces = verts_img.shape[0]
+        if n_faces == 0:
+            empty = torch.empty((0, self.uv_size, self.uv_size, 3), dtype=torch.uint8, device=self.device)
+            return empty, torch.empty(0, device=self.device)
         verts = verts_img.to(torch.float32)
         own = verts[:, self._triangles]  # (F, T, 3 corners, 3)
         mirrored = verts[:, self._mirror_triangles]
@@ -108,15 +112,18 @@ class TextureBaker:
         coverage = (vis_own.float() @ self._tri_texels) / self._tri_texels.sum()
 
         height, width = images.shape[-2:]
-        source = torch.empty((n_faces, 3, height, width + _STRIP), device=verts.device)
-        photos = source[..., :width]
-        photos.copy_(images[face_image])  # uint8 -> float in the same pass
-        source[..., width:] = self._mean_colour(photos, own, vis_own)[:, :, None, None]
         # Pixel -> grid_sample coordinates (align_corners=False: -1 and 1 are the outer pixel edges).
         to_grid = verts.new_tensor([2.0 / (width + _STRIP), 2.0 / height])
-        anchor = verts.new_tensor([(width + _STRIP / 2) * to_grid[0] - 1, 0.0]).expand(n_faces, 1, 2)
         own_xy = own[..., :2] * to_grid - 1
         mirror_xy = mirrored[..., :2] * to_grid - 1
+        source = torch.empty((n_faces, 3, height, width + _STRIP), device=verts.device)
+        # index_select copies whole images (advanced indexing goes element by element), then the
+        # assignment converts uint8 -> float.
+        source[..., :width] = images.index_select(0, face_image)
+        source[..., width:] = 0.0  # the mean colour below must not read uninitialised memory
+        source[..., width:] = self._mean_colour(source, own_xy, vis_own)[:, :, None, None]
+        strip_centre = 2.0 * (width + _STRIP / 2) / (width + _STRIP) - 1  # Python math: no device sync
+        anchor = verts.new_tensor([strip_centre, 0.0]).expand(n_faces, 1, 2)
         pick_mirror = (~vis_own & vis_mirror)[..., None, None]
         use_mean = (~vis_own & ~vis_mirror)[..., None, None]
         corners = torch.where(pick_mirror, mirror_xy, own_xy)
@@ -142,11 +149,12 @@ class TextureBaker:
         coarse grid over the face's bounding box (min depth per cell); a triangle is occluded
         when its centroid lies deeper than that minimum by more than a slope tolerance.
         """
-        n_faces, n_tri = corners.shape[:2]
-        e1 = corners[:, :, 1, :2] - corners[:, :, 0, :2]
-        e2 = corners[:, :, 2, :2] - corners[:, :, 0, :2]
-        # Image y points down, so a counter-clockwise (front-facing) triangle has a negative cross.
-        facing = (e1[..., 0] * e2[..., 1] - e1[..., 1] * e2[..., 0]) < 0
+        n_faces = corners.shape[0]
+        normal = torch.linalg.cross(corners[:, :, 1] - corners[:, :, 0], corners[:, :, 2] - corners[:, :, 0])
+        # Image y points down and z away, so a counter-clockwise triangle facing the camera has a
+        # normal with negative z; nearly edge-on ones only smear a sliver of pixels, so they count
+        # as hidden (their mirror image, if it faces the camera better, is sampled instead).
+        facing = -normal[..., 2] > MIN_FACING_COS * normal.norm(dim=-1)
         lo = verts[:, :, :2].amin(dim=1)
         cell = (verts[:, :, :2].amax(dim=1) - lo).amax(dim=1).clamp_min(1e-6) / ZBUFFER_CELLS
         samples = torch.einsum("sk,ftkc->ftsc", self._zsamples, corners)  # (F, T, S, 3)
@@ -158,17 +166,22 @@ class TextureBaker:
 
         depth = samples[..., 2].masked_fill(~facing[..., None], float("inf"))
         zbuf = torch.full((n_faces, ZBUFFER_CELLS**2), float("inf"), device=verts.device)
-        zbuf.scatter_reduce_(1, cell_index(samples[..., :2]).reshape(n_faces, -1), depth.reshape(n_faces, -1), "amin")
+        zbuf.scatter_reduce_(
+            1, cell_index(samples[..., :2]).reshape(n_faces, -1), depth.reshape(n_faces, -1), "amin"
+        )
         centre = corners.mean(dim=2)  # (F, T, 3)
         nearest = zbuf.gather(1, cell_index(centre[:, :, None, :2]).reshape(n_faces, -1))
         return facing & (centre[..., 2] <= nearest + DEPTH_TOLERANCE_CELLS * cell[:, None])
 
-    def _mean_colour(self, photos: torch.Tensor, corners: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
-        """(F, 3) mean photo colour over visible triangles' centres, weighted by their texel area."""
-        height, width = photos.shape[-2:]
-        centre = corners.mean(dim=2)[..., :2] * photos.new_tensor([2.0 / width, 2.0 / height]) - 1
-        samples = F.grid_sample(photos, centre[:, None], mode="bilinear", padding_mode="border", align_corners=False)
+    def _mean_colour(
+        self, source: torch.Tensor, corners_xy: torch.Tensor, visible: torch.Tensor
+    ) -> torch.Tensor:
+        """(F, 3) mean photo colour at visible triangles' centres, weighted by their texel area.
+
+        corners_xy: (F, T, 3, 2) corners in grid_sample coordinates of ``source``.
+        """
+        centre = corners_xy.mean(dim=2)[:, None]  # (F, 1, T, 2)
+        samples = F.grid_sample(source, centre, mode="bilinear", padding_mode="border", align_corners=False)
         weights = visible.float() * self._tri_texels
         total = (samples[:, :, 0] * weights[:, None]).sum(dim=2)
         return total / weights.sum(dim=1, keepdim=True).clamp_min(1.0)
-

@@ -236,7 +236,10 @@ class _TransformTensorBilinear(nn.Module):
         inside = (px >= 0) & (px <= self.in_w - 1) & (py >= 0) & (py <= self.in_h - 1)
         grid = torch.stack((px * (2 / (self.in_w - 1)) - 1, py * (2 / (self.in_h - 1)) - 1), -1)
         grid = grid.view(-1, self.out_h, self.out_w, 2)
-        out = F.grid_sample(features, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+        # contiguous(): CPU grid_sample returns NaNs on channels_last fp16/bf16 input (torch 2.13).
+        out = F.grid_sample(
+            features.contiguous(), grid, mode="bilinear", padding_mode="zeros", align_corners=True
+        )
         return out * inside.view(-1, 1, self.out_h, self.out_w).to(out.dtype)
 
 

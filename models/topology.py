@@ -51,7 +51,9 @@ def signed_areas(uvs: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     return 0.5 * ((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0]))
 
 
-def rasterize_uv(uvs: np.ndarray, triangles: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def rasterize_uv(
+    uvs: np.ndarray, triangles: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Texel -> triangle map of the UV layout at ``size x size``.
 
     Returns ``owner`` (S, S) int64 (triangle index, -1 outside the atlas), ``bary`` (S, S, 3)

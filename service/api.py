@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
 import logging
 import re
 import time
@@ -37,6 +38,7 @@ from service.auth import SCOPE_ADMIN, QuotaLimiter, require_scope
 from service.config import Settings, load_settings
 from service.deps import CurrentPrincipal, ReconstructCaller, ResultsReader, charge_quota, current_principal
 from service.pool import WorkerPool
+from service.problems import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
 from service.problems import Problem, install_handlers
 from service.storage import ResultNotFound, ResultStore, make_store
 from service.worker import JobDone, JobOptions
@@ -84,11 +86,18 @@ class RequestContext:
         status = 500
         start = time.perf_counter()
 
+        problem = False
+
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, problem
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message).append("X-Request-ID", request_id)
+                headers = MutableHeaders(scope=message)
+                headers.append("X-Request-ID", request_id)
+                problem = headers.get("content-type", "").startswith(PROBLEM_MEDIA_TYPE)
+            elif message["type"] == "http.response.body" and problem:
+                problem = False
+                count_problem(message.get("body", b""))
             await send(message)
 
         metrics.INFLIGHT.inc()
@@ -111,6 +120,15 @@ class RequestContext:
                     },
                 )
             logs.request_id.reset(token)
+
+
+def count_problem(body: bytes) -> None:
+    """face3d_errors_total{type}: every problem answer is counted here, whichever layer raised it."""
+    try:
+        slug = str(json.loads(body)["type"]).rsplit("/", 1)[-1]
+    except (ValueError, KeyError, TypeError):
+        slug = "unknown"
+    metrics.ERRORS.labels(type=slug).inc()
 
 
 # --------------------------------------------------------------------------- uploads
@@ -380,6 +398,7 @@ def _routes(app: FastAPI, settings: Settings) -> None:
                     **await store_result(request, caller.tenant, done),
                 }
             except Problem as problem:
+                metrics.ERRORS.labels(type=problem.slug).inc()
                 return {"index": index, "filename": filename, "error": problem.to_dict()}
 
         items = await asyncio.gather(*(one(i, name, data) for i, (name, data) in enumerate(uploads)))

@@ -170,7 +170,6 @@ class WorkerPool:
         if self._draining:
             raise Problem("unavailable", "the service is shutting down", headers={"Retry-After": "1"})
         if len(self._waiting) >= self.settings.max_queue:
-            metrics.ERRORS.labels(type="overloaded").inc()
             raise Problem(
                 "overloaded", "the request queue is full; retry shortly", headers={"Retry-After": "1"}
             )
@@ -193,7 +192,6 @@ class WorkerPool:
         finally:
             self._pending.pop(job.id, None)
         if done.problem is not None:
-            metrics.ERRORS.labels(type=done.problem.slug).inc()
             raise done.problem
         return done
 

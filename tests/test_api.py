@@ -254,6 +254,7 @@ def test_single_artifact_formats(server: Server, artifact: str) -> None:
 
 # ------------------------------------------------------------------------------------ errors
 def test_input_errors(server: Server) -> None:
+    counted_before = server.metric("face3d_errors_total", type="no-face")
     with server.client("errors") as client:
         assert_problem(post_raw(client, b"not an image at all", "image/jpeg"), 400, "invalid-image")
         assert_problem(post_raw(client, b"hello", "text/plain"), 415, "unsupported-type")
@@ -261,12 +262,14 @@ def test_input_errors(server: Server) -> None:
         assert_problem(post_image(client, gif), 415, "unsupported-type")
         too_big = b"\xff\xd8" + b"\x00" * 2_100_000
         assert_problem(post_image(client, too_big), 413, "too-large")  # declared Content-Length
+        assert_problem(post_image(client, blank_png(2100)), 413, "too-large")  # 4.4 MP > max_pixels
         assert_problem(post_image(client, blank_png()), 422, "no-face")
         assert_problem(post_image(client, astronaut(), uv_size=300), 422, "validation")
         assert_problem(post_image(client, astronaut(), formats="obj,stl"), 422, "validation")
         assert_problem(
             client.post("/v1/reconstruct", files={"other": ("a.jpg", astronaut())}), 422, "validation"
         )
+    assert server.metric("face3d_errors_total", type="no-face") == counted_before + 1
 
 
 def test_streamed_body_is_cut_off_at_the_limit(server: Server) -> None:

@@ -123,4 +123,5 @@ def test_no_face_on_blank_or_noise(detector: FaceDetector) -> None:
     found = detect(detector, [noise, blank])
     assert not found.valid.any()
     image, boxes, points, scores = found.flatten()
+    assert scores.shape == (0,)
     assert image.shape == (0,) and boxes.shape == (0, 4) and points.shape == (0, 6, 2)

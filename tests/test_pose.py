@@ -33,7 +33,9 @@ def truth() -> PoseFit:
     return PoseFit(
         rotation=torch.stack([euler_to_matrix(*a) for a in ANGLES]),
         scale=torch.tensor([12.0, 30.0, 7.5, 55.0]),
-        translation_cam=torch.tensor([[100.0, -80.0, 3.0], [640.0, -300.0, -20.0], [50.0, -60.0, 0.0], [900.0, -700.0, 10.0]]),
+        translation_cam=torch.tensor(
+            [[100.0, -80.0, 3.0], [640.0, -300.0, -20.0], [50.0, -60.0, 0.0], [900.0, -700.0, 10.0]]
+        ),
     )
 
 
@@ -82,6 +84,9 @@ def test_accepts_478_points_and_never_returns_a_reflection(template, truth):
     irises = points[:, :10] + 1.0
     fit = fit_pose(torch.cat([points, irises], dim=1), template)
     assert torch.allclose(fit.rotation, truth.rotation, atol=1e-3)
+    half = fit_pose(points.half(), template)  # half-precision landmarks are fitted in float32
+    assert half.rotation.dtype == torch.float32
+    assert torch.allclose(half.rotation, truth.rotation, atol=0.01)
     mirrored = points * torch.tensor([-1.0, 1.0, 1.0])  # a left-right flipped face
     assert torch.allclose(torch.linalg.det(fit_pose(mirrored, template).rotation), torch.ones(4), atol=1e-5)
 
