@@ -188,6 +188,7 @@ def check_image(data: bytes, settings: Settings) -> None:
 def job_options(
     settings: Settings, uv_size: int | None, formats: str, texture: str, all_faces: bool
 ) -> JobOptions:
+    """Validate the query options; powers of two only, so the per-size UV bake maps stay few."""
     size = uv_size or settings.uv_size
     if size < 256 or size > settings.max_uv_size or size & (size - 1):
         raise Problem("validation", f"uv_size must be a power of two from 256 to {settings.max_uv_size}")

@@ -184,11 +184,12 @@ class WorkerPool:
         try:
             done = await asyncio.wait_for(asyncio.shield(pending.future), timeout)
         except TimeoutError:
-            self._fail(pending, Problem("timeout", f"no result within {timeout:g} s"))
+            problem = Problem("timeout", f"no result within {timeout:g} s")
+            self._fail(pending, problem)  # a worker that still gets to it drops it as expired
             with contextlib.suppress(ValueError):
                 self._waiting.remove(pending)
             metrics.QUEUE_DEPTH.set(len(self._waiting))
-            raise Problem("timeout", f"no result within {timeout:g} s") from None
+            raise problem from None
         finally:
             self._pending.pop(job.id, None)
         if done.problem is not None:
