@@ -50,10 +50,10 @@ test: $(VENV)/.test weights lint
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 bench: weights
-	$(BIN)/python bench/engine.py
+	$(BIN)/python -m bench.engine
 
 bench-http: weights
-	$(BIN)/python bench/http.py
+	$(BIN)/python -m bench.http
 
 deploy-check: $(VENV)/.test
 	$(BIN)/python scripts/check_deploy.py

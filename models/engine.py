@@ -14,6 +14,7 @@ for a recompile.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,6 +41,22 @@ from models.topology import load_topology
 
 DETECTOR_INPUT = 128
 MESH_VERTICES = 468
+# The face mesh reaches beyond BlazeFace's tight box (forehead, jaw): about this factor wider.
+MESH_PER_BOX = 1.5
+MIN_SAMPLE = 256
+CPU_MAX_SAMPLE = 1024
+
+
+def sample_size_for(face_px: float, uv_size: int, cap: int) -> int:
+    """Atlas resolution at which to sample the photo for a face ``face_px`` pixels across.
+
+    Sampling the photo more finely than it has pixels adds no detail, only cost: the bake samples
+    at the smallest power of two that gives every source pixel of the face at least one texel,
+    then upscales (uint8 bilinear) to ``uv_size``. ``cap`` bounds the cost on CPUs; GPUs sample at
+    full size.
+    """
+    needed = 1 << max(0, math.ceil(math.log2(max(face_px, 1.0))))
+    return max(MIN_SAMPLE, min(uv_size, cap, needed))
 
 
 class _StageClock:
@@ -93,7 +110,8 @@ class Engine:
         self._run_mesh: Callable[[Tensor], tuple[Tensor, ...]] = self._maybe_compile(self.mesh)
         self.topology = load_topology()
         self._template = torch.tensor(self.topology.template, device=self.device)
-        self._bakers: dict[int, TextureBaker] = {}
+        self._bakers: dict[tuple[int, int], TextureBaker] = {}
+        self._sample_cap = CPU_MAX_SAMPLE if self.device.type == "cpu" else 4096
 
     def _maybe_compile(self, module: nn.Module) -> Callable[[Tensor], tuple[Tensor, ...]]:
         # fullgraph: a graph break would silently run eager; fail loudly instead.
@@ -115,11 +133,19 @@ class Engine:
             "buckets": list(self.buckets),
         }
 
-    def baker(self, uv_size: int) -> TextureBaker:
-        """The texel map for ``uv_size``, built on first use and kept (it depends only on the layout)."""
-        if uv_size not in self._bakers:
-            self._bakers[uv_size] = TextureBaker(self.topology, uv_size, self.device)
-        return self._bakers[uv_size]
+    def baker(self, uv_size: int, sample_size: int) -> TextureBaker:
+        """The texel map for one size pair, built on first use and kept (it depends only on the layout)."""
+        key = (uv_size, sample_size)
+        if key not in self._bakers:
+            self._bakers[key] = TextureBaker(self.topology, uv_size, self.device, sample_size=sample_size)
+        return self._bakers[key]
+
+    def _sample_sizes(self, uv_size: int) -> list[int]:
+        sizes, size = [], MIN_SAMPLE
+        while size <= min(uv_size, self._sample_cap):
+            sizes.append(size)
+            size *= 2
+        return sizes or [uv_size]
 
     def _bucket(self, n: int) -> int:
         return next((b for b in self.buckets if b >= n), self.buckets[-1])
@@ -144,12 +170,15 @@ class Engine:
             self._run_detector(torch.zeros((size, 3, DETECTOR_INPUT, DETECTOR_INPUT), device=self.device))
             self._run_mesh(torch.zeros((size, 3, MESH_INPUT, MESH_INPUT), device=self.device))
         for uv_size in uv_sizes:
-            self.baker(uv_size)
+            for sample in self._sample_sizes(uv_size):
+                self.baker(uv_size, sample)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         return time.perf_counter() - start
 
     def _upload(self, image: np.ndarray) -> Tensor:
+        if not image.flags.writeable:  # torch.from_numpy needs a writable array (decoders hand out views)
+            image = image.copy()
         tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
         if self.device.type == "cuda":
             return tensor.pin_memory().to(self.device, non_blocking=True)
@@ -166,7 +195,6 @@ class Engine:
         """
         if not images:
             return []
-        baker = self.baker(uv_size)
         clock = _StageClock(self.device)
         batch, sizes = pad_images([self._upload(im) for im in images])
         x, frames = letterbox(batch, sizes)
@@ -185,6 +213,9 @@ class Engine:
             fit = fit_pose(landmarks, self._template)
             vertices = fit.to_model(landmarks[:, :MESH_VERTICES])
             clock.mark("landmarks")
+            box_side = (boxes[:, 2:] - boxes[:, :2]).max()
+            sample = sample_size_for(float(box_side) * MESH_PER_BOX, uv_size, self._sample_cap)
+            baker = self.baker(uv_size, sample)
             textures, coverage = baker.bake(batch, face_image, landmarks[:, :MESH_VERTICES])
             clock.mark("bake")
         faces_per_image: list[list[Face]] = [[] for _ in images]

@@ -255,7 +255,7 @@ class _GraphReader:
     """Reads one subgraph: static shapes, constants (fp16 dequantised) and per-op module builders."""
 
     def __init__(self, model: tflite.Model) -> None:
-        self.model, self.graph = model, model.Subgraphs(0)
+        self.graph = model.Subgraphs(0)
         self.constants: dict[int, np.ndarray] = {}
         for i in range(self.graph.TensorsLength()):
             tensor = self.graph.Tensors(i)
@@ -334,6 +334,8 @@ class _GraphReader:
             value = self.float_const(const)
             is_4d = len(self.shape(runtime)) == 4
             constant = _nchw_constant(value) if is_4d and value.size > 1 else torch.from_numpy(value)
+        elif self.shape(a) != self.shape(b):  # NHWC broadcasting would not carry over to NCHW
+            raise NotImplementedError(f"broadcasting {self.shape(a)} with {self.shape(b)}")
         return _Binary(fn, constant, _checked_activation(self.options(op, cls)))
 
     def pad(self, op: tflite.Operator) -> nn.Module:

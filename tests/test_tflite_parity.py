@@ -252,7 +252,7 @@ def test_other_dtypes_stay_close(dtype: torch.dtype, tolerance: float) -> None:
     accumulate in half precision; the lips, refined inside an attention crop, drift most: ~1 px).
     """
     module = load_tflite(asset_path(MESH_478)).eval().to(dtype)
-    batch = _image_inputs(MESH_478, 192)[:2]  # fp16 convs are slow on CPU
+    batch = _image_inputs(MESH_478, 192)[:1]  # fp16 and fp64 convs are slow on CPU
     with torch.inference_mode():
         got = module(torch.from_numpy(batch).to(dtype).permute(0, 3, 1, 2))
     for out, want in zip(got, _run_reference(MESH_478, batch), strict=True):
