@@ -22,6 +22,7 @@ import time
 import zipfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,10 +158,10 @@ def server(start_server: Callable[..., Server]) -> Server:
 @pytest.fixture(scope="module")
 def tight(start_server: Callable[..., Server]) -> Server:
     # 1 worker holding at most 2 jobs (2 x max_batch) and 1 more waiting: the 4th concurrent request
-    # is refused. A 1 s deadline is shorter than three 2048² jobs back to back, so the waiting one expires.
+    # is refused. A short deadline so that the admitted ones of a frozen worker expire quickly.
     return start_server(
-        batch_buckets=[1], max_batch=1, max_wait_ms=0, max_queue=1, request_timeout_s=1, uv_size=2048,
-        max_uv_size=2048, quota_burst=100, quota_rate_per_s=100,
+        batch_buckets=[1], max_batch=1, max_wait_ms=0, max_queue=1, request_timeout_s=2,
+        quota_burst=100, quota_rate_per_s=100,
     )  # fmt: skip
 
 
@@ -360,45 +361,72 @@ def test_concurrent_requests_are_batched(server: Server) -> None:
 
 
 # ------------------------------------------------------------------------------------ capacity and failure
+# A SIGSTOPped worker holds its jobs without finishing them: that makes "in flight", "queue full"
+# and "deadline passed" exact states instead of races against how fast the engine happens to be.
+@contextmanager
+def frozen(pid: int) -> Iterator[None]:
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+
+
+def worker_pid(client: httpx.Client) -> int:
+    return client.get("/v1/models").json()["workers"][0]["pid"]
+
+
+def wait_inflight(client: httpx.Client, jobs: int, timeout_s: float = 30) -> None:
+    """Until the pool has handed ``jobs`` jobs to its workers."""
+    end = time.monotonic() + timeout_s
+    while sum(w["inflight"] for w in client.get("/v1/models").json()["workers"]) < jobs:
+        assert time.monotonic() < end, f"fewer than {jobs} jobs reached the workers"
+        time.sleep(0.05)
+
+
 def test_killed_worker_fails_its_jobs_with_503_and_is_replaced(server: Server) -> None:
-    with server.client("victim") as client:
-        pid = client.get("/v1/models").json()["workers"][0]["pid"]
+    with server.client("victim") as client, ThreadPoolExecutor(1) as threads:
+        pid = worker_pid(client)
         restarts = server.metric("face3d_worker_restarts_total")
-        with ThreadPoolExecutor(1) as threads:
-            pending = threads.submit(post_image, client, astronaut(), uv_size=1024, formats="png")
-            time.sleep(0.5)  # the job is in the worker's hands by now
+        with frozen(pid):
+            pending = threads.submit(post_image, client, astronaut(), formats="png")
+            wait_inflight(client, 1)
             killed_at = time.monotonic()
             os.kill(pid, signal.SIGKILL)
             response = pending.result()
-        assert time.monotonic() - killed_at < 2.0
-        assert response.status_code == 503, response.text
+        assert time.monotonic() - killed_at < 1.5  # supervision notices within a second
+        assert_problem(response, 503, "unavailable")
         assert server.metric("face3d_worker_restarts_total") == restarts + 1
         server.wait_ready()
-        assert client.get("/v1/models").json()["workers"][0]["pid"] != pid
+        assert worker_pid(client) != pid
         assert post_image(client, astronaut(), formats="png").status_code == 200
 
 
 def test_full_queue_503_and_deadline_504(tight: Server) -> None:
-    with tight.client() as client, ThreadPoolExecutor(8) as threads:
-        responses = list(threads.map(lambda _: post_image(client, astronaut(), formats="png"), range(8)))
-    statuses = sorted(r.status_code for r in responses)
-    assert set(statuses) <= {200, 503, 504}, statuses
-    overloaded = [r for r in responses if r.status_code == 503]
-    assert overloaded and all(r.headers["retry-after"] for r in overloaded)
-    assert_problem(overloaded[0], 503, "overloaded")
-    timed_out = [r for r in responses if r.status_code == 504]
-    assert timed_out, statuses
-    assert_problem(timed_out[0], 504, "timeout")
+    with tight.client() as client, ThreadPoolExecutor(6) as threads, frozen(worker_pid(client)):
+        pending = [threads.submit(post_image, client, astronaut(), formats="png") for _ in range(6)]
+        responses = [p.result() for p in pending]
+    # 2 jobs held by the worker + 1 waiting = 3 admitted, all past their deadline; 3 refused at once.
+    assert sorted(r.status_code for r in responses) == [503, 503, 503, 504, 504, 504]
+    for response in responses:
+        assert_problem(
+            response, response.status_code, "overloaded" if response.status_code == 503 else "timeout"
+        )
+    assert all(int(r.headers["retry-after"]) >= 1 for r in responses if r.status_code == 503)
 
 
 def test_sigterm_drains_requests_in_flight(start_server: Callable[..., Server]) -> None:
     server = start_server(drain_timeout_s=60)
     with server.client() as client, ThreadPoolExecutor(3) as threads:
-        worker_pid = client.get("/v1/models").json()["workers"][0]["pid"]
-        pending = [threads.submit(post_image, client, astronaut(), formats="glb") for _ in range(3)]
-        time.sleep(0.5)
-        server.process.send_signal(signal.SIGTERM)
-        terminated = time.monotonic()
+        pid = worker_pid(client)
+        with frozen(pid):
+            pending = [threads.submit(post_image, client, astronaut(), formats="glb") for _ in range(3)]
+            wait_inflight(client, 3)
+            server.process.send_signal(signal.SIGTERM)
+            terminated = time.monotonic()
+            time.sleep(0.5)  # shutdown has begun while all three are still unanswered
+            assert not any(p.done() for p in pending)
         responses = [p.result() for p in pending]
     assert [r.status_code for r in responses] == [200, 200, 200]
     # uvicorn re-raises the signal after a clean shutdown, so "killed by SIGTERM" is the normal status.
@@ -406,4 +434,4 @@ def test_sigterm_drains_requests_in_flight(start_server: Callable[..., Server]) 
     assert time.monotonic() - terminated < server.settings.drain_timeout_s
     assert "Traceback" not in server.log.read_text()
     with pytest.raises(ProcessLookupError):
-        os.kill(worker_pid, 0)  # the worker was stopped, not orphaned
+        os.kill(pid, 0)  # the worker was stopped, not orphaned

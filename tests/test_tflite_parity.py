@@ -135,10 +135,15 @@ class _SplitReference:
         graph = flat.subgraphs[0]
         codes = [c.customCode.decode() if c.customCode else None for c in flat.operatorCodes]
         self.custom = [
-            (codes[op.opcodeIndex], [int(i) for i in op.inputs], int(op.outputs[0]),
-             flexbuffers.Loads(bytes(op.customOptions)) if op.customOptions is not None else {})
-            for op in graph.operators if codes[op.opcodeIndex]
-        ]  # fmt: skip
+            (
+                codes[op.opcodeIndex],
+                [int(i) for i in op.inputs],
+                int(op.outputs[0]),
+                flexbuffers.Loads(bytes(op.customOptions)) if op.customOptions is not None else {},
+            )
+            for op in graph.operators
+            if codes[op.opcodeIndex]
+        ]
         graph.operators = [op for op in graph.operators if not codes[op.opcodeIndex]]
         self.n_outputs = len(graph.outputs)
         self.fed = [out for _, _, out, _ in self.custom]
@@ -231,9 +236,14 @@ def test_matches_tflite_batched_and_per_sample(model: str, inputs: str) -> None:
 
 def test_output_names_follow_tflite_order() -> None:
     assert _torch_model(MESH_478).output_names == (
-        "output_mesh_identity", "output_lips", "output_left_eye", "output_right_eye",
-        "output_left_iris", "output_right_iris", "conv_faceflag",
-    )  # fmt: skip
+        "output_mesh_identity",
+        "output_lips",
+        "output_left_eye",
+        "output_right_eye",
+        "output_left_iris",
+        "output_right_iris",
+        "conv_faceflag",
+    )
     assert _torch_model(DETECTOR).input_shape == (1, 3, 128, 128)
 
 
