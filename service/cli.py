@@ -58,6 +58,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         log_config=None,  # keep the JSON handler configured above
+        access_log=False,  # the API's middleware logs every request once, with its request id
         timeout_graceful_shutdown=int(settings.drain_timeout_s),
     )
     return 0

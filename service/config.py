@@ -183,6 +183,10 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"max_batch {self.max_batch} exceeds the largest batch bucket {self.batch_buckets[-1]}"
             )
+        for key in ("uv_size", "max_uv_size"):
+            value = getattr(self, key)
+            if value & (value - 1):  # requests may only ask for powers of two: one texel map each
+                raise ValueError(f"{key} must be a power of two (256, 512, ... 4096), got {value}")
         if self.uv_size > self.max_uv_size:
             raise ValueError(f"uv_size {self.uv_size} exceeds max_uv_size {self.max_uv_size}")
         if self.storage == "s3" and not self.s3_bucket:

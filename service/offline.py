@@ -98,8 +98,8 @@ def _options(settings, uv_size: int | None, formats: Sequence[str] | None, all_f
         names = ", ".join(sorted(unknown))
         raise ValueError(f"unknown format(s) {names}; choose from {','.join(DEFAULT_FORMATS)}")
     size = uv_size or settings.uv_size
-    if not 256 <= size <= settings.max_uv_size:
-        raise ValueError(f"--uv-size must be between 256 and {settings.max_uv_size}, got {size}")
+    if not 256 <= size <= settings.max_uv_size or size & (size - 1):
+        raise ValueError(f"--uv-size must be a power of two from 256 to {settings.max_uv_size}, got {size}")
     return {
         "uv_size": size,
         "formats": chosen,

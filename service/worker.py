@@ -185,8 +185,8 @@ class WorkerLoop:
                 self.send(JobDone(job.id, timings_ms=timings, problem=Problem("internal", detail)))
             return
         for (job, image, timings), rec in zip(ready, recs, strict=True):
-            # The engine times the whole call; each image's share is what the stage histograms count.
-            timings.update({k: v / len(ready) for k, v in rec.timings_ms.items() if k in ENGINE_STAGES})
+            # The engine already reports each image's share of the batch's stage times.
+            timings.update({k: v for k, v in rec.timings_ms.items() if k in ENGINE_STAGES})
             if not rec.faces:
                 self.send(
                     JobDone(job.id, timings_ms=timings, problem=Problem("no-face", "no face was detected"))
