@@ -12,6 +12,7 @@ import os
 import shutil
 import sys
 import tempfile
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,8 @@ class Item:
 def write_atomically(out: Path, files: dict[str, bytes]) -> None:
     """Write ``files`` into ``out`` as one unit: temp folder beside it, then rename."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = out.parent / f".{out.name}.{uuid.uuid4().hex}"  # mkdir honours the umask (mkdtemp is 0700)
+    tmp.mkdir()
     try:
         for name, data in files.items():
             (tmp / name).write_bytes(data)
