@@ -41,22 +41,20 @@ from models.topology import load_topology
 
 DETECTOR_INPUT = 128
 MESH_VERTICES = 468
-# The face mesh reaches beyond BlazeFace's tight box (forehead, jaw): about this factor wider.
-MESH_PER_BOX = 1.5
-MIN_SAMPLE = 256
+SAMPLE_STEP = 256
 CPU_MAX_SAMPLE = 1024
 
 
 def sample_size_for(face_px: float, uv_size: int, cap: int) -> int:
-    """Atlas resolution at which to sample the photo for a face ``face_px`` pixels across.
+    """Atlas resolution at which a CPU bake samples the photo for a face ``face_px`` pixels across.
 
     Sampling the photo more finely than it has pixels adds no detail, only cost: the bake samples
-    at the smallest power of two that gives every source pixel of the face at least one texel,
-    then upscales (uint8 bilinear) to ``uv_size``. ``cap`` bounds the cost on CPUs; GPUs sample at
-    full size.
+    at the smallest multiple of 256 that gives every source pixel of the face (the mesh spans the
+    atlas) at least one texel, then upscales (uint8 bilinear) to ``uv_size``. ``cap`` bounds the
+    cost; GPUs skip this and sample at full size.
     """
-    needed = 1 << max(0, math.ceil(math.log2(max(face_px, 1.0))))
-    return max(MIN_SAMPLE, min(uv_size, cap, needed))
+    needed = SAMPLE_STEP * math.ceil(max(face_px, 1.0) / SAMPLE_STEP)
+    return min(uv_size, cap, needed)
 
 
 class _StageClock:
@@ -111,7 +109,7 @@ class Engine:
         self.topology = load_topology()
         self._template = torch.tensor(self.topology.template, device=self.device)
         self._bakers: dict[tuple[int, int], TextureBaker] = {}
-        self._sample_cap = CPU_MAX_SAMPLE if self.device.type == "cpu" else 4096
+        self._adaptive_bake = self.device.type == "cpu"
 
     def _maybe_compile(self, module: nn.Module) -> Callable[[Tensor], tuple[Tensor, ...]]:
         # fullgraph: a graph break would silently run eager; fail loudly instead.
@@ -141,11 +139,10 @@ class Engine:
         return self._bakers[key]
 
     def _sample_sizes(self, uv_size: int) -> list[int]:
-        sizes, size = [], MIN_SAMPLE
-        while size <= min(uv_size, self._sample_cap):
-            sizes.append(size)
-            size *= 2
-        return sizes or [uv_size]
+        if not self._adaptive_bake:
+            return [uv_size]
+        top = min(uv_size, CPU_MAX_SAMPLE)
+        return sorted({*range(SAMPLE_STEP, top + 1, SAMPLE_STEP), top})
 
     def _bucket(self, n: int) -> int:
         return next((b for b in self.buckets if b >= n), self.buckets[-1])
@@ -213,8 +210,11 @@ class Engine:
             fit = fit_pose(landmarks, self._template)
             vertices = fit.to_model(landmarks[:, :MESH_VERTICES])
             clock.mark("landmarks")
-            box_side = (boxes[:, 2:] - boxes[:, :2]).max()
-            sample = sample_size_for(float(box_side) * MESH_PER_BOX, uv_size, self._sample_cap)
+            sample = uv_size
+            if self._adaptive_bake:
+                mesh_xy = landmarks[:, :MESH_VERTICES, :2]
+                extent = (mesh_xy.amax(dim=1) - mesh_xy.amin(dim=1)).max()
+                sample = sample_size_for(float(extent), uv_size, CPU_MAX_SAMPLE)
             baker = self.baker(uv_size, sample)
             textures, coverage = baker.bake(batch, face_image, landmarks[:, :MESH_VERTICES])
             clock.mark("bake")

@@ -21,6 +21,8 @@ and the uint8 result is bilinearly upscaled to ``uv_size``; padding widens by th
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -111,16 +113,14 @@ class TextureBaker:
         vis_own, vis_mirror = visible.chunk(2, dim=1)
         coverage = (vis_own.float() @ self._tri_texels) / self._tri_texels.sum()
 
-        height, width = images.shape[-2:]
-        # Pixel -> grid_sample coordinates (align_corners=False: -1 and 1 are the outer pixel edges).
+        source, origin = self._face_windows(images, face_image, verts)
+        height, width = source.shape[-2], source.shape[-1] - _STRIP
+        # Pixel -> grid_sample coordinates. Pixel k's centre sits at k (MediaPipe's convention, used
+        # by the landmarks); with align_corners=False, -1 and 1 are the outer pixel edges.
         to_grid = verts.new_tensor([2.0 / (width + _STRIP), 2.0 / height])
-        own_xy = own[..., :2] * to_grid - 1
-        mirror_xy = mirrored[..., :2] * to_grid - 1
-        source = torch.empty((n_faces, 3, height, width + _STRIP), device=verts.device)
-        # index_select copies whole images (advanced indexing goes element by element), then the
-        # assignment converts uint8 -> float.
-        source[..., :width] = images.index_select(0, face_image)
-        source[..., width:] = 0.0  # the mean colour below must not read uninitialised memory
+        shift = 0.5 - origin[:, None, None, :]
+        own_xy = (own[..., :2] + shift) * to_grid - 1
+        mirror_xy = (mirrored[..., :2] + shift) * to_grid - 1
         source[..., width:] = self._mean_colour(source, own_xy, vis_own)[:, :, None, None]
         strip_centre = 2.0 * (width + _STRIP / 2) / (width + _STRIP) - 1  # Python math: no device sync
         anchor = verts.new_tensor([strip_centre, 0.0]).expand(n_faces, 1, 2)
@@ -140,6 +140,32 @@ class TextureBaker:
         if textures.shape[-1] != self.uv_size:
             textures = F.interpolate(textures, size=out, mode="bilinear", align_corners=False)
         return textures.permute(0, 2, 3, 1), coverage
+
+    @staticmethod
+    def _face_windows(
+        images: torch.Tensor, face_image: torch.Tensor, verts: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Float copies (F, 3, h, w + strip) of only the photo windows the faces cover, and their origins.
+
+        Every texel samples a convex combination of mesh vertices, so it lies inside the vertices'
+        bounding box: converting just that window to float (not the whole photo) saves most of the
+        bake's memory traffic on large photos. Windows share one size (the largest face's box, within
+        the photo) and are shifted to stay inside the photo, so grid_sample's border clamping still
+        replicates the photo's own edge. The strip columns on the right hold the mean colour.
+        """
+        height, width = images.shape[-2:]
+        xy = verts[..., :2]
+        boxes = torch.cat([xy.amin(dim=1) - 1, xy.amax(dim=1) + 2], dim=1).cpu().tolist()  # one sync
+        win_w = min(width, max(1, *(math.ceil(b[2] - max(b[0], 0)) for b in boxes)))
+        win_h = min(height, max(1, *(math.ceil(b[3] - max(b[1], 0)) for b in boxes)))
+        source = torch.zeros((len(boxes), 3, win_h, win_w + _STRIP), device=images.device)
+        origins = []
+        for k, (image, box) in enumerate(zip(face_image.tolist(), boxes, strict=True)):
+            x0 = int(min(max(box[0], 0), width - win_w))
+            y0 = int(min(max(box[1], 0), height - win_h))
+            source[k, :, :, :win_w] = images[image, :, y0 : y0 + win_h, x0 : x0 + win_w]  # uint8 -> float
+            origins.append((x0, y0))
+        return source, verts.new_tensor(origins)
 
     def _visible(self, verts: torch.Tensor, corners: torch.Tensor) -> torch.Tensor:
         """(F, K) bool: the triangle faces the camera and no nearer surface covers its centre.

