@@ -99,11 +99,13 @@ def run_naive_path(engine: Engine, jpeg: bytes, uv_size: int) -> dict[str, float
     }
 
 
-def _cpuinfo() -> list[str]:
+def _cpu_name() -> str:
     try:
-        return Path("/proc/cpuinfo").read_text().splitlines()
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        return []
+        lines = []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return f"{names[0]} x{len(names)}" if names else platform.machine()
 
 
 def summarise(samples: list[dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -154,9 +156,7 @@ def main() -> int:
         paths[name] = summarise([run_engine_path(engine, jpeg, args.uv_size) for _ in range(args.runs)])
 
     print(f"face3d engine benchmark: {args.size}² JPEG ({args.photo}) -> OBJ + {args.uv_size}² PNG")
-    print(
-        f"device={device} threads={args.threads} torch={torch.__version__} cpu={platform.processor() or '?'}"
-    )
+    print(f"device={device} threads={args.threads} torch={torch.__version__} cpu={_cpu_name()}")
     if compile_s is not None:
         print(f"compile + warm-up: {compile_s:.1f} s")
     header = f"{'stage (ms)':<12}" + "".join(f"{name + ' p50':>14}{'p90':>8}" for name in paths)
@@ -178,6 +178,7 @@ def main() -> int:
             "uv_size": args.uv_size,
             "compile_s": compile_s,
             "paths": paths,
+            "cpu": _cpu_name(),
             "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
