@@ -57,6 +57,18 @@ def sample_size_for(face_px: float, uv_size: int, cap: int) -> int:
     return min(uv_size, cap, needed)
 
 
+def _net_layout(x: Tensor) -> Tensor:
+    """Net inputs always arrive channels-last (the nets' own layout).
+
+    Compiled graphs are specialised on strides as well as shapes: a warm-up tensor in one layout and
+    a request tensor in another would recompile (seconds to minutes on CPU) on the first request.
+    """
+    canonical = torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+    if canonical.stride() == x.stride():
+        return x
+    return canonical.copy_(x)  # also fixes the arbitrary stride of a size-1 batch dim
+
+
 class _StageClock:
     """Wall time per stage; synchronises CUDA at each mark so the split is truthful."""
 
@@ -156,7 +168,7 @@ class Engine:
             size = self._bucket(len(chunk))
             if size > len(chunk):
                 chunk = torch.cat([chunk, chunk.new_zeros((size - len(chunk), *chunk.shape[1:]))])
-            outs.append([o[: min(step, len(x) - start)] for o in run(chunk)])
+            outs.append([o[: min(step, len(x) - start)] for o in run(_net_layout(chunk))])
         return [torch.cat(parts) for parts in zip(*outs, strict=True)]
 
     @torch.inference_mode()
@@ -164,8 +176,8 @@ class Engine:
         """Run (and so compile) every bucket of both nets and build the bakers; returns seconds."""
         start = time.perf_counter()
         for size in self.buckets:
-            self._run_detector(torch.zeros((size, 3, DETECTOR_INPUT, DETECTOR_INPUT), device=self.device))
-            self._run_mesh(torch.zeros((size, 3, MESH_INPUT, MESH_INPUT), device=self.device))
+            for run, side in ((self._run_detector, DETECTOR_INPUT), (self._run_mesh, MESH_INPUT)):
+                run(_net_layout(torch.zeros((size, 3, side, side), device=self.device)))
         for uv_size in uv_sizes:
             for sample in self._sample_sizes(uv_size):
                 self.baker(uv_size, sample)

@@ -100,11 +100,17 @@ def test_model_info_names_weights(engine: Engine) -> None:
 
 
 @pytest.mark.slow
-def test_compiled_engine_matches_eager(engine: Engine) -> None:
-    compiled = Engine(compile=True, buckets=(1,))
+def test_compiled_engine_matches_eager_and_never_recompiles(engine: Engine) -> None:
+    compiled = Engine(compile=True, buckets=(1, 2))
     assert compiled.warmup(uv_sizes=(256,)) > 0
     image = photo("astronaut")
+    torch._dynamo.config.error_on_recompile = True  # a request must never pay for a compile
+    try:
+        (b,) = compiled.reconstruct([image], uv_size=256)
+        pair = compiled.reconstruct([image, photo("face_001")], uv_size=256)
+    finally:
+        torch._dynamo.config.error_on_recompile = False
     (a,) = engine.reconstruct([image], uv_size=256)
-    (b,) = compiled.reconstruct([image], uv_size=256)
     np.testing.assert_allclose(a.faces[0].landmarks, b.faces[0].landmarks, atol=0.05)
+    np.testing.assert_allclose(pair[0].faces[0].landmarks, b.faces[0].landmarks, atol=0.05)
     assert np.abs(a.faces[0].texture.astype(int) - b.faces[0].texture).mean() < 1.0
