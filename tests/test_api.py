@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import numpy as np
 import pytest
 import trimesh
@@ -305,6 +306,22 @@ def test_auth_errors(server: Server) -> None:
     assert_problem(httpx.post(url, files=files, headers={"Authorization": tampered}), 401, "unauthorized")
     reader = server.token("reader", ("results:read",))
     assert_problem(httpx.post(url, files=files, headers=reader), 403, "forbidden")
+    secret = server.settings.jwt_secret.get_secret_value()
+    now = int(time.time())
+    good = {"sub": "eve", "aud": server.settings.jwt_audience, "iss": server.settings.jwt_issuer,
+            "exp": now + 600, "scope": "reconstruct"}  # fmt: skip
+    forged = {
+        "expired": jwt.encode({**good, "exp": now - 3600}, secret, "HS256"),
+        "wrong aud": jwt.encode({**good, "aud": "someone-else"}, secret, "HS256"),
+        "wrong iss": jwt.encode({**good, "iss": "evil"}, secret, "HS256"),
+        "no exp": jwt.encode({k: v for k, v in good.items() if k != "exp"}, secret, "HS256"),
+        "alg none": jwt.encode(good, None, "none"),
+        "other key": jwt.encode(good, "x" * 40, "HS256"),
+    }
+    for case, token in forged.items():
+        response = httpx.post(url, files=files, headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 401, case
+        assert response.headers["content-type"].startswith("application/problem+json"), case
 
 
 def test_quota_gives_429_with_retry_after(server: Server) -> None:
