@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     devices: str = "auto"
     cpu_workers: int = Field(1, ge=1)
     torch_threads: int = Field(0, ge=0)
+    encode_processes: int = Field(0, ge=0)
     compile: bool = True
     compile_cache_dir: Path | None = None
     batch_buckets: Annotated[tuple[int, ...], NoDecode] = (1, 2, 4, 8)

@@ -20,6 +20,7 @@ pipe); the rest wait in one bounded deque of ``max_queue`` jobs, beyond which ``
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
 import multiprocessing as mp
@@ -93,6 +94,15 @@ class WorkerPool:
         self._draining = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._supervisor: asyncio.Task[None] | None = None
+        # Runs before multiprocessing's own exit handler (atexit is LIFO), which would otherwise join
+        # live non-daemonic workers that are waiting on our still-open pipes: a hang at exit.
+        atexit.register(self._kill_workers)
+
+    def _kill_workers(self) -> None:
+        for worker in self._workers:
+            if worker is not None and worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join(5)
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -227,7 +237,9 @@ class WorkerPool:
             target=worker_main,
             args=(spec, job_reader, result_writer),
             name=f"face3d-worker-{slot}",
-            daemon=True,
+            # Not daemonic: a worker starts its own encoder processes (service/encoders.py), which
+            # daemonic processes may not. The atexit hook below still guarantees none outlives us.
+            daemon=False,
         )
         process.start()
         job_reader.close()  # the child's ends: closing ours makes a dead child show up as EOF/EPIPE

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from service.batching import STOP, Batcher, group_by
+from service.encoders import Encoded, EncoderPool, EncodeTask
 from service.problems import Problem
 
 ENGINE_STAGES = ("detect", "landmarks", "bake")
@@ -100,24 +101,21 @@ class WorkerLoop:
     """Batch, decode, reconstruct, hand results to the encoder threads; one instance per process."""
 
     def __init__(self, spec: WorkerSpec, jobs: Connection, send: Callable[[object], None]) -> None:
-        from models.topology import load_topology
         from service.engine_factory import build_engine
 
         self.spec = spec
         self.settings = spec.settings
         self.send = send
         self.engine = build_engine(self.settings, spec.device)
-        self.topology = load_topology()
         self.batcher: Batcher[Job] = Batcher(
             self._receiver(jobs),
             self.settings.max_batch,
             self.settings.max_wait_ms / 1000.0,
             lambda j: j.deadline,
         )
-        workers = max(1, min(4, self.settings.max_batch))
-        self.encoders = ThreadPoolExecutor(workers, thread_name_prefix="encode")
-        # At most two batches' worth of results waiting for encoders, then the loop waits too.
-        self.encode_slots = threading.Semaphore(2 * self.settings.max_batch)
+        self.decoders = ThreadPoolExecutor(max(1, spec.threads), thread_name_prefix="decode")
+        self._encoding: dict[str, dict[str, float]] = {}  # job id -> its timings, while encoding
+        self.encoders = EncoderPool(self._encoder_count(), self._encoded)
         self.model_info: dict[str, Any] = {}
 
     @staticmethod
@@ -149,7 +147,8 @@ class WorkerLoop:
                 if batch.stop:
                     return
         finally:
-            self.encoders.shutdown(wait=True)
+            self.decoders.shutdown(wait=True)
+            self.encoders.close()
 
     def process(self, jobs: list[Job]) -> None:
         started = time.monotonic()
@@ -159,20 +158,26 @@ class WorkerLoop:
             self._process_group(group, uv_size, all_faces, started)
         self.send(BatchDone(len(jobs), self._vram()))
 
-    def _process_group(self, jobs: list[Job], uv_size: int, all_faces: bool, started: float) -> None:
+    def _decode(self, job: Job, started: float) -> tuple[Job, np.ndarray | Problem, dict[str, float]]:
         from models.imageio import ImageError, decode_image
 
+        t0 = time.monotonic()
+        timings = {"queue": (started - job.admitted) * 1000.0}
+        try:
+            image = decode_image(job.data, max_pixels=self.settings.max_pixels)
+        except ImageError as exc:
+            return job, Problem(exc.kind, str(exc)), timings
+        timings["decode"] = (time.monotonic() - t0) * 1000.0
+        return job, image, timings
+
+    def _process_group(self, jobs: list[Job], uv_size: int, all_faces: bool, started: float) -> None:
         ready: list[tuple[Job, np.ndarray, dict[str, float]]] = []
-        for job in jobs:
-            t0 = time.monotonic()
-            timings = {"queue": (started - job.admitted) * 1000.0}
-            try:
-                image = decode_image(job.data, max_pixels=self.settings.max_pixels)
-            except ImageError as exc:
-                self.send(JobDone(job.id, timings_ms=timings, problem=Problem(exc.kind, str(exc))))
-                continue
-            timings["decode"] = (time.monotonic() - t0) * 1000.0
-            ready.append((job, image, timings))
+        # Pillow releases the GIL while decoding: a batch decodes on all of this worker's cores.
+        for job, image, timings in self.decoders.map(lambda j: self._decode(j, started), jobs):
+            if isinstance(image, Problem):
+                self.send(JobDone(job.id, timings_ms=timings, problem=image))
+            else:
+                ready.append((job, image, timings))
         if not ready:
             return
         try:
@@ -192,28 +197,26 @@ class WorkerLoop:
                     JobDone(job.id, timings_ms=timings, problem=Problem("no-face", "no face was detected"))
                 )
                 continue
-            self.encode_slots.acquire()
-            self.encoders.submit(self._encode, job, image, rec, timings)
-
-    def _encode(self, job: Job, image: np.ndarray, rec: Any, timings: dict[str, float]) -> None:
-        from models.export import export_files, result_json
-
-        try:
-            t0 = time.monotonic()
+            self._encoding[job.id] = timings
             opts = job.options
-            files = export_files(
-                rec, image, self.topology, set(opts.formats), opts.texture_format, self.model_info
+            preview = image if "preview" in opts.formats else None  # the photo is big: send it only if used
+            self.encoders.submit(
+                EncodeTask(job.id, rec, preview, opts.formats, opts.texture_format, self.model_info)
             )
-            timings["encode"] = (time.monotonic() - t0) * 1000.0
-            summary = result_json(rec, self.model_info, list(files))  # same document as result.json
-            self.send(JobDone(job.id, files=files, summary=summary, timings_ms=timings))
-        except Exception:
-            detail = traceback.format_exc(limit=1).strip().splitlines()[-1]
-            self.send(
-                JobDone(job.id, timings_ms=timings, problem=Problem("internal", f"encoding failed: {detail}"))
-            )
-        finally:
-            self.encode_slots.release()
+
+    def _encoder_count(self) -> int:
+        """encode_processes, else 0 (threads) on CPU and four processes per GPU (fpng: ~40 PNG/s each)."""
+        if self.settings.encode_processes:
+            return self.settings.encode_processes
+        return 4 if self.spec.device.startswith("cuda") else 0
+
+    def _encoded(self, done: Encoded) -> None:
+        timings = self._encoding.pop(done.job_id)
+        if done.error:
+            self.send(JobDone(done.job_id, timings_ms=timings, problem=Problem("internal", done.error)))
+            return
+        timings["encode"] = done.encode_ms
+        self.send(JobDone(done.job_id, files=done.files, summary=done.summary, timings_ms=timings))
 
     def _vram(self) -> dict[str, int] | None:
         """Allocator numbers for this worker's device; host-side counters, no device sync."""
