@@ -171,7 +171,7 @@ def main() -> None:
     parser.add_argument("--uv-size", type=int, default=2048)
     parser.add_argument("--formats", default="png", help="outputs the server builds per image")
     parser.add_argument("--devices", default="auto")
-    parser.add_argument("--cpu-workers", type=int, default=1)
+    parser.add_argument("--cpu-workers", type=int, default=0, help="0 = the service default (auto)")
     parser.add_argument("--max-queue", type=int, default=64)
     parser.add_argument("--no-compile", dest="compile", action="store_false")
     parser.add_argument("--ready-timeout", type=float, default=900.0)
