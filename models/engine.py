@@ -185,6 +185,24 @@ class Engine:
             torch.cuda.synchronize(self.device)
         return time.perf_counter() - start
 
+    def _bake(self, batch: Tensor, face_image: Tensor, verts: Tensor, uv_size: int) -> tuple[Tensor, Tensor]:
+        """Bake every face; on CPU each at the sample size its own pixel extent calls for.
+
+        Per face, not per batch, so a photo's texture never depends on what it was batched with.
+        """
+        if not self._adaptive_bake:
+            return self.baker(uv_size, uv_size).bake(batch, face_image, verts)
+        extent = (verts[..., :2].amax(dim=1) - verts[..., :2].amin(dim=1)).amax(dim=1)
+        samples = [sample_size_for(px, uv_size, CPU_MAX_SAMPLE) for px in extent.tolist()]
+        textures = torch.empty((len(verts), uv_size, uv_size, 3), dtype=torch.uint8, device=self.device)
+        coverage = torch.empty(len(verts), device=self.device)
+        for sample in sorted(set(samples)):
+            group = torch.tensor([k for k, s in enumerate(samples) if s == sample], device=self.device)
+            textures[group], coverage[group] = self.baker(uv_size, sample).bake(
+                batch, face_image[group], verts[group]
+            )
+        return textures, coverage
+
     def _upload(self, image: np.ndarray) -> Tensor:
         if not image.flags.writeable:  # torch.from_numpy needs a writable array (decoders hand out views)
             image = image.copy()
@@ -200,7 +218,7 @@ class Engine:
         """Reconstruct the faces of each (H, W, 3) uint8 RGB image; one Reconstruction per image.
 
         ``all_faces`` keeps up to ``max_faces`` faces per image (largest first), else the largest.
-        Stage timings are for the whole call and are reported on every Reconstruction.
+        Stage timings are each image's share of the call (total / number of images).
         """
         if not images:
             return []
@@ -216,19 +234,15 @@ class Engine:
         if len(face_image):
             rois = face_rois(boxes, keypoints)
             points, presence = self._bucketed(self._run_mesh, crop_faces(batch, sizes, face_image, rois))
-            keep = presence >= PRESENCE_THRESHOLD
+            keep = presence >= PRESENCE_THRESHOLD  # the landmark net may reject every detection
             face_image, boxes, scores = face_image[keep], boxes[keep], scores[keep]
-            landmarks = to_image_space(points[keep], rois[keep])
+            points, rois = points[keep], rois[keep]
+        if len(face_image):
+            landmarks = to_image_space(points, rois)
             fit = fit_pose(landmarks, self._template)
             vertices = fit.to_model(landmarks[:, :MESH_VERTICES])
             clock.mark("landmarks")
-            sample = uv_size
-            if self._adaptive_bake:
-                mesh_xy = landmarks[:, :MESH_VERTICES, :2]
-                extent = (mesh_xy.amax(dim=1) - mesh_xy.amin(dim=1)).max()
-                sample = sample_size_for(float(extent), uv_size, CPU_MAX_SAMPLE)
-            baker = self.baker(uv_size, sample)
-            textures, coverage = baker.bake(batch, face_image, landmarks[:, :MESH_VERTICES])
+            textures, coverage = self._bake(batch, face_image, landmarks[:, :MESH_VERTICES], uv_size)
             clock.mark("bake")
         faces_per_image: list[list[Face]] = [[] for _ in images]
         if len(face_image):

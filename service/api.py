@@ -35,7 +35,7 @@ from models.export import FORMATS
 from models.imageio import ImageError, sniff
 from service import logs, metrics
 from service.auth import SCOPE_ADMIN, QuotaLimiter, require_scope
-from service.config import Settings, load_settings
+from service.config import Settings, check_uv_size, load_settings
 from service.deps import CurrentPrincipal, ReconstructCaller, ResultsReader, charge_quota, current_principal
 from service.pool import WorkerPool
 from service.problems import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
@@ -63,6 +63,7 @@ MEDIA_TYPES = {
 }
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _bearer = HTTPBearer(auto_error=False)
+MAX_MULTIPART_FILES = 1000
 
 
 # --------------------------------------------------------------------------- middleware
@@ -166,7 +167,9 @@ async def read_uploads(request: Request, field: str, settings: Settings) -> list
     async def replay() -> Message:
         return {"type": "http.request", "body": body, "more_body": False}
 
-    form = await Request(request.scope, replay).form(max_files=settings.max_batch_items + 1, max_fields=64)
+    # The body is already bounded by max_body_bytes; parse generously and let the route count files,
+    # so too many images is always a 413, not Starlette's own 400.
+    form = await Request(request.scope, replay).form(max_files=MAX_MULTIPART_FILES, max_fields=64)
     try:
         uploads = [v for v in form.getlist(field) if isinstance(v, UploadFile)]
         if not uploads:
@@ -190,8 +193,10 @@ def job_options(
 ) -> JobOptions:
     """Validate the query options; powers of two only, so the per-size UV bake maps stay few."""
     size = uv_size or settings.uv_size
-    if size < 256 or size > settings.max_uv_size or size & (size - 1):
-        raise Problem("validation", f"uv_size must be a power of two from 256 to {settings.max_uv_size}")
+    try:
+        check_uv_size(size, settings.max_uv_size)
+    except ValueError as exc:
+        raise Problem("validation", str(exc)) from None
     chosen = frozenset(f.strip() for f in formats.split(",") if f.strip())
     if not chosen or chosen - FORMATS:
         raise Problem("validation", f"formats must be a comma list from {','.join(sorted(FORMATS))}")

@@ -184,12 +184,10 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"max_batch {self.max_batch} exceeds the largest batch bucket {self.batch_buckets[-1]}"
             )
-        for key in ("uv_size", "max_uv_size"):
-            value = getattr(self, key)
-            if value & (value - 1):  # requests may only ask for powers of two: one texel map each
-                raise ValueError(f"{key} must be a power of two (256, 512, ... 4096), got {value}")
+        check_uv_size(self.max_uv_size, 4096, "max_uv_size")
         if self.uv_size > self.max_uv_size:
             raise ValueError(f"uv_size {self.uv_size} exceeds max_uv_size {self.max_uv_size}")
+        check_uv_size(self.uv_size, self.max_uv_size, "uv_size")
         if self.storage == "s3" and not self.s3_bucket:
             raise ValueError("storage is s3 but s3_bucket is empty")
         if not self.auth_disabled_dev:
@@ -256,6 +254,13 @@ class Settings(BaseSettings):
 
 
 MAX_AUTO_CPU_WORKERS = 4
+
+
+def check_uv_size(size: int, largest: int, name: str = "uv_size") -> None:
+    """Texture sizes are powers of two from 256 to ``largest``: one cached texel map per size, so a
+    client cannot make the service build (and keep) a new map per request."""
+    if not 256 <= size <= largest or size & (size - 1):
+        raise ValueError(f"{name} must be a power of two from 256 to {largest}, got {size}")
 
 
 def available_cpus() -> int:

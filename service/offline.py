@@ -17,16 +17,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.export import export_files
+from models.export import FORMATS, export_files
 from models.imageio import ImageError, decode_image
 from models.topology import load_topology
+from service.config import check_uv_size
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
-DEFAULT_FORMATS = ("obj", "png", "glb", "json", "preview")
-
-
-class NoFaceError(Exception):
-    """The photo decoded fine but holds no face the detector accepts."""
+DEFAULT_FORMATS = tuple(sorted(FORMATS))
 
 
 @dataclass
@@ -80,16 +77,25 @@ def _reconstruct_group(engine, items: Sequence[Item], opts: dict) -> Iterator[tu
             yield item, f"{item.source}: cannot read file ({exc.strerror or exc})"
     if not ready:
         return
-    recs = engine.reconstruct(decoded, uv_size=opts["uv_size"], all_faces=opts["all_faces"])
+    try:
+        recs = engine.reconstruct(decoded, uv_size=opts["uv_size"], all_faces=opts["all_faces"])
+    except Exception as exc:  # e.g. out of memory: fail this group, keep the run going
+        for item in ready:
+            yield item, f"{item.source}: reconstruction failed ({type(exc).__name__}: {exc})"
+        return
     topology = load_topology()
     for item, image, rec in zip(ready, decoded, recs, strict=True):
         if not rec.faces:
             yield item, f"{item.source}: no face found"
             continue
-        files = export_files(
-            rec, image, topology, set(opts["formats"]), opts["texture_format"], engine.model_info()
-        )
-        write_atomically(item.out, files)
+        try:
+            files = export_files(
+                rec, image, topology, set(opts["formats"]), opts["texture_format"], engine.model_info()
+            )
+            write_atomically(item.out, files)
+        except OSError as exc:
+            yield item, f"{item.source}: cannot write {item.out} ({exc.strerror or exc})"
+            continue
         yield item, None
 
 
@@ -100,8 +106,7 @@ def _options(settings, uv_size: int | None, formats: Sequence[str] | None, all_f
         names = ", ".join(sorted(unknown))
         raise ValueError(f"unknown format(s) {names}; choose from {','.join(DEFAULT_FORMATS)}")
     size = uv_size or settings.uv_size
-    if not 256 <= size <= settings.max_uv_size or size & (size - 1):
-        raise ValueError(f"--uv-size must be a power of two from 256 to {settings.max_uv_size}, got {size}")
+    check_uv_size(size, settings.max_uv_size, "--uv-size")
     return {
         "uv_size": size,
         "formats": chosen,
@@ -112,11 +117,13 @@ def _options(settings, uv_size: int | None, formats: Sequence[str] | None, all_f
 
 
 def _local_engine(settings):
+    """One eager engine on the first configured device, with that device's share of threads."""
     import torch
 
     from service.engine_factory import build_engine
 
-    device = "cuda:0" if settings.devices != "cpu" and torch.cuda.is_available() else "cpu"
+    device = settings.worker_devices()[0]
+    torch.set_num_threads(settings.threads_per_worker(1))
     return build_engine(settings, device, compile_model=False)
 
 
@@ -132,6 +139,9 @@ def run_reconstruct(
     opts = _options(settings, uv_size, formats, all_faces)
     engine = _local_engine(settings)
     items = [Item(Path(p), Path(out_dir) / Path(p).stem) for p in photos]
+    clashes = sorted({str(a.source) for a in items for b in items if a is not b and a.out == b.out})
+    if clashes:
+        raise ValueError(f"these photos would share an output folder (same name): {', '.join(clashes)}")
     failed = 0
     for item, error in _reconstruct_group(engine, items, opts):
         if error:
@@ -164,9 +174,15 @@ def run_batch(
     if shard_index is None:
         shard_index = int(os.environ.get("JOB_COMPLETION_INDEX", "0"))
     opts = _options(settings, None, None, False)
-    sources = sorted(p for p in in_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    out_abs = out_dir.resolve()
+    sources = sorted(
+        p
+        for p in in_dir.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and out_abs not in p.resolve().parents
+    )
     mine = _shard(sources, shard_index, shard_count)
-    items = [Item(p, out_dir / p.relative_to(in_dir).with_suffix("")) for p in mine]
+    # The folder keeps the file's whole name: x.jpg and x.png must not share (and overwrite) one.
+    items = [Item(p, out_dir / p.relative_to(in_dir)) for p in mine]
     todo = [it for it in items if not it.out.is_dir()]  # folders appear only when complete
     skipped = len(items) - len(todo)
     failures: dict[str, str] = {}

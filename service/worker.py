@@ -167,6 +167,9 @@ class WorkerLoop:
             image = decode_image(job.data, max_pixels=self.settings.max_pixels)
         except ImageError as exc:
             return job, Problem(exc.kind, str(exc)), timings
+        except Exception as exc:  # a decoder bug must fail this image, never the worker
+            detail = f"the image could not be decoded ({type(exc).__name__})"
+            return job, Problem("invalid-image", detail), timings
         timings["decode"] = (time.monotonic() - t0) * 1000.0
         return job, image, timings
 

@@ -360,8 +360,10 @@ def test_batch_endpoint_reports_per_item(server: Server) -> None:
         assert [it["filename"] for it in items] == ["a.jpg", "blank.png", "junk.jpg"]
         assert len(items[0]["faces"]) == 1 and "result.json" in items[0]["files"]
         assert items[1]["error"]["status"] == 422 and items[2]["error"]["status"] == 400
-        too_many = [("images", (f"{i}.jpg", b"x")) for i in range(server.settings.max_batch_items + 1)]
-        assert_problem(client.post("/v1/reconstruct/batch", files=too_many), 413, "too-large")
+        for extra in (1, 5):
+            count = server.settings.max_batch_items + extra
+            too_many = [("images", (f"{i}.jpg", b"x")) for i in range(count)]
+            assert_problem(client.post("/v1/reconstruct/batch", files=too_many), 413, "too-large")
 
 
 def test_concurrent_requests_are_batched(server: Server) -> None:

@@ -114,3 +114,17 @@ def test_compiled_engine_matches_eager_and_never_recompiles(engine: Engine) -> N
     np.testing.assert_allclose(a.faces[0].landmarks, b.faces[0].landmarks, atol=0.05)
     np.testing.assert_allclose(pair[0].faces[0].landmarks, b.faces[0].landmarks, atol=0.05)
     assert np.abs(a.faces[0].texture.astype(int) - b.faces[0].texture).mean() < 1.0
+
+
+def test_faces_the_landmark_net_rejects_are_dropped(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("models.engine.PRESENCE_THRESHOLD", 1.01)  # reject every detection
+    (rec,) = engine.reconstruct([photo("astronaut")], uv_size=256)
+    assert rec.faces == []
+
+
+def test_texture_does_not_depend_on_batch_mates(engine: Engine) -> None:
+    small = photo("image00021")
+    big = np.asarray(Image.fromarray(photo("face_001")).resize((1400, 1400)))
+    (alone,) = engine.reconstruct([small], uv_size=1024)
+    together = engine.reconstruct([small, big], uv_size=1024)
+    assert np.abs(alone.faces[0].texture.astype(int) - together[0].faces[0].texture).max() <= 1

@@ -74,7 +74,8 @@ def test_batch_is_resumable_and_reports_failures(photos: Path, tmp_path: Path) -
     first = face3d("batch", photos, out, cwd=tmp_path)
     assert first.returncode == 1, "bad files make the exit code non-zero"
     assert "2 done, 0 already finished, 2 failed, 4 total" in first.stdout
-    assert (out / "astronaut" / "face.obj").is_file() and (out / "sub" / "face" / "face.glb").is_file()
+    assert (out / "astronaut.jpg" / "face.obj").is_file()
+    assert (out / "sub" / "face.jpg" / "face.glb").is_file()
     failed = json.loads((out / "_failed-0.json").read_text())
     assert set(map(lambda p: Path(p).name, failed)) == {"broken.jpg", "notes.png"}
     again = face3d("batch", photos, out, cwd=tmp_path)
@@ -85,4 +86,11 @@ def test_batch_shards_split_the_work(photos: Path, tmp_path: Path) -> None:
     shard0 = face3d("batch", photos, tmp_path / "o", "--shard-index", "0", "--shard-count", "2", cwd=tmp_path)
     shard1 = face3d("batch", photos, tmp_path / "o", "--shard-index", "1", "--shard-count", "2", cwd=tmp_path)
     assert "2 total" in shard0.stdout and "2 total" in shard1.stdout
-    assert (tmp_path / "o" / "astronaut").is_dir() and (tmp_path / "o" / "sub" / "face").is_dir()
+    assert (tmp_path / "o" / "astronaut.jpg").is_dir() and (tmp_path / "o" / "sub" / "face.jpg").is_dir()
+
+
+def test_reconstruct_refuses_two_photos_with_one_output_name(photos: Path, tmp_path: Path) -> None:
+    other = tmp_path / "astronaut.png"
+    other.write_bytes(photo_bytes("astronaut"))
+    proc = face3d("reconstruct", photos / "astronaut.jpg", other, "-o", tmp_path / "out", cwd=tmp_path)
+    assert proc.returncode != 0 and "same name" in proc.stderr and "Traceback" not in proc.stderr
