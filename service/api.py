@@ -64,6 +64,7 @@ MEDIA_TYPES = {
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _bearer = HTTPBearer(auto_error=False)
 MAX_MULTIPART_FILES = 1000
+WORKER_STOP_S = 5.0
 
 
 # --------------------------------------------------------------------------- middleware
@@ -223,7 +224,7 @@ def zip_bytes(files: dict[str, bytes]) -> bytes:
 
 
 def artifact_response(done: JobDone, artifact: str) -> Response:
-    """Stream one artifact: the (largest) face's GLB or OBJ, or a zip of every file."""
+    """Stream one artifact: the (largest) face's GLB or OBJ, or a zip of OBJ, MTL, texture and result.json."""
     if artifact == "zip":
         name, data, kind = "face.zip", zip_bytes(done.files), "application/zip"
     else:
@@ -251,7 +252,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
-            await pool.drain()
+            # uvicorn has already given open requests drain_timeout_s (timeout_graceful_shutdown) before
+            # the lifespan ends, so nobody awaits what is left: stop the workers within a short grace
+            # and keep the whole shutdown inside drain_timeout_s + WORKER_STOP_S.
+            await pool.drain(wait_s=WORKER_STOP_S)
             log.info("drained and stopped")
 
     app = FastAPI(

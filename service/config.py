@@ -237,12 +237,13 @@ class Settings(BaseSettings):
         return wanted
 
     def cpu_worker_count(self) -> int:
-        """cpu_workers, else one single-threaded worker per usable core, at most MAX_AUTO_CPU_WORKERS.
+        """cpu_workers, else one worker per usable core, at most MAX_AUTO_CPU_WORKERS.
 
-        Why many single-threaded workers rather than one multi-threaded one: the nets' ops are small,
-        so torch's intra-op threads gain little, while each extra process brings its own GIL for the
-        Python glue and the PNG encoder (bench/http.py on 2 cores: 23.7 vs 14.3 images/s at
-        concurrency 8, and p50 85 vs 95 ms at concurrency 1). The cap bounds memory and warm-up time.
+        Why several workers rather than one multi-threaded one: the nets' ops are small, so torch's
+        intra-op threads gain little, while each extra process brings its own GIL for the Python glue
+        and the PNG encoder (bench/http.py on 2 cores, bench/results/: 22-24 vs 12-14 images/s at
+        concurrency 8, p50 at concurrency 1 within noise: 85-94 vs 90-95 ms). The cap bounds memory
+        and warm-up time.
         """
         return self.cpu_workers or min(available_cpus(), MAX_AUTO_CPU_WORKERS)
 

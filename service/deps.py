@@ -18,7 +18,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service.auth import (
     DEV_PRINCIPAL,
-    SCOPE_ADMIN,
     SCOPE_RECONSTRUCT,
     SCOPE_RESULTS_READ,
     Principal,
@@ -58,7 +57,6 @@ def _scoped(scope: str) -> Callable[[Principal], Principal]:
 
 ReconstructCaller = Annotated[Principal, Depends(_scoped(SCOPE_RECONSTRUCT))]
 ResultsReader = Annotated[Principal, Depends(_scoped(SCOPE_RESULTS_READ))]
-AdminCaller = Annotated[Principal, Depends(_scoped(SCOPE_ADMIN))]
 
 
 def charge_quota(request: Request, principal: Principal, images: int = 1) -> None:

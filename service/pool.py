@@ -142,10 +142,11 @@ class WorkerPool:
                 return dict(w.info.get("model_info", {}))
         return {}
 
-    async def drain(self) -> None:
-        """Stop admitting, let in-flight jobs finish (up to drain_timeout_s), then stop the workers."""
+    async def drain(self, wait_s: float | None = None) -> None:
+        """Stop admitting, let in-flight jobs finish (up to ``wait_s``, default drain_timeout_s), then
+        stop the workers."""
         self._draining = True
-        deadline = time.monotonic() + self.settings.drain_timeout_s
+        deadline = time.monotonic() + (self.settings.drain_timeout_s if wait_s is None else wait_s)
         while self._pending and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         for pending in list(self._pending.values()):
