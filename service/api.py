@@ -410,6 +410,11 @@ def _routes(app: FastAPI, settings: Settings) -> None:
             except Problem as problem:
                 metrics.ERRORS.labels(type=problem.slug).inc()
                 return {"index": index, "filename": filename, "error": problem.to_dict()}
+            except Exception:  # e.g. the result store is down: this item fails, the others stand
+                log.exception("batch item %d failed", index)
+                metrics.ERRORS.labels(type="internal").inc()
+                problem = Problem("internal", "the result could not be stored")
+                return {"index": index, "filename": filename, "error": problem.to_dict()}
 
         items = await asyncio.gather(*(one(i, name, data) for i, (name, data) in enumerate(uploads)))
         return {"items": items, "succeeded": sum("error" not in item for item in items)}
