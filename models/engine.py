@@ -194,13 +194,15 @@ class Engine:
             return self.baker(uv_size, uv_size).bake(batch, face_image, verts)
         extent = (verts[..., :2].amax(dim=1) - verts[..., :2].amin(dim=1)).amax(dim=1)
         samples = [sample_size_for(px, uv_size, CPU_MAX_SAMPLE) for px in extent.tolist()]
+        if len(set(samples)) == 1:
+            return self.baker(uv_size, samples[0]).bake(batch, face_image, verts)
         textures = torch.empty((len(verts), uv_size, uv_size, 3), dtype=torch.uint8, device=self.device)
         coverage = torch.empty(len(verts), device=self.device)
         for sample in sorted(set(samples)):
             group = torch.tensor([k for k, s in enumerate(samples) if s == sample], device=self.device)
-            textures[group], coverage[group] = self.baker(uv_size, sample).bake(
-                batch, face_image[group], verts[group]
-            )
+            baked, covered = self.baker(uv_size, sample).bake(batch, face_image[group], verts[group])
+            textures.index_copy_(0, group, baked)  # whole-texture copies (advanced indexing is per element)
+            coverage.index_copy_(0, group, covered)
         return textures, coverage
 
     def _upload(self, image: np.ndarray) -> Tensor:
