@@ -127,7 +127,8 @@ def local_server(args: argparse.Namespace):
         port = free_port()
         config = {
             "host": "127.0.0.1", "port": port, "devices": args.devices, "compile": args.compile,
-            "cpu_workers": args.cpu_workers, "uv_size": args.uv_size, "max_uv_size": max(4096, args.uv_size),
+            "cpu_workers": args.cpu_workers, "torch_threads": args.torch_threads,
+            "uv_size": args.uv_size, "max_uv_size": max(4096, args.uv_size),
             "max_queue": args.max_queue, "results_dir": f"{tmp}/results", "log_level": "warning",
             "jwt_secret": secrets.token_urlsafe(48), "quota_rate_per_s": 1e6, "quota_burst": 1_000_000,
         }  # fmt: skip
@@ -172,6 +173,7 @@ def main() -> None:
     parser.add_argument("--formats", default="png", help="outputs the server builds per image")
     parser.add_argument("--devices", default="auto")
     parser.add_argument("--cpu-workers", type=int, default=0, help="0 = the service default (auto)")
+    parser.add_argument("--torch-threads", type=int, default=0, help="0 = the service default (auto)")
     parser.add_argument("--max-queue", type=int, default=64)
     parser.add_argument("--no-compile", dest="compile", action="store_false")
     parser.add_argument("--ready-timeout", type=float, default=900.0)
