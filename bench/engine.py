@@ -30,10 +30,11 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from models.engine import Engine
-from models.export import encode_texture, to_obj
-from models.imageio import decode_image
-from models.texture import TextureBaker
+from face3d.models.engine import Engine
+from face3d.models.export import encode_texture, to_obj
+from face3d.models.imageio import decode_image
+from face3d.models.texture import TextureBaker
+from face3d.service.config import default_cache_dir
 from tests.photos import photo
 
 STAGES = ("decode", "detect", "landmarks", "bake", "encode")
@@ -136,7 +137,7 @@ def main() -> int:
     jpeg = test_jpeg(args.photo, args.size)
     paths: dict[str, dict] = {}
 
-    eager = Engine(device=args.device, compile=False, buckets=(1,))
+    eager = Engine(device=args.device, compile=False, buckets=(1,), cache_dir=default_cache_dir())
     eager.warmup(uv_sizes=(args.uv_size,))
     for _ in range(2):
         run_naive_path(eager, jpeg, args.uv_size)
@@ -146,7 +147,7 @@ def main() -> int:
     runners = {"eager": eager}
     compile_s = None
     if not args.no_compile:
-        compiled = Engine(device=args.device, compile=True, buckets=(1,))
+        compiled = Engine(device=args.device, compile=True, buckets=(1,), cache_dir=default_cache_dir())
         compile_s = compiled.warmup(uv_sizes=(args.uv_size,))
         runners["compiled"] = compiled
     for name, engine in runners.items():

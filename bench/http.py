@@ -47,8 +47,8 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from service.auth import mint_token
-from service.config import load_settings
+from face3d.service.auth import mint_token
+from face3d.service.config import load_settings
 from tests.photos import photo
 
 
@@ -136,7 +136,7 @@ def local_server(args: argparse.Namespace):
         path.write_text(yaml.safe_dump(config))
         env = {k: v for k, v in os.environ.items() if not k.startswith("FACE3D_") or k == "FACE3D_CACHE_DIR"}
         process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--config", str(path)], cwd=ROOT, env=env
+            [sys.executable, "-m", "face3d.service.cli", "serve", "--config", str(path)], cwd=ROOT, env=env
         )
         url = f"http://127.0.0.1:{port}"
         try:

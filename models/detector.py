@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from models.assets import asset_path
-from models.tflite import load_tflite
+from face3d.models.assets import asset_path
+from face3d.models.tflite import load_tflite
 
 INPUT_SIZE = 128
 NUM_KEYPOINTS = 6  # subject's right eye, left eye, nose tip, mouth, right ear tragion, left ear tragion
@@ -160,7 +160,7 @@ class FaceDetector(nn.Module):
         return boxes, keypoints, scores
 
 
-def load_face_detector(cache_dir: Path | None = None) -> FaceDetector:
+def load_face_detector(cache_dir: Path) -> FaceDetector:
     """The BlazeFace short-range detector built from the pinned, verified TFLite file."""
     return FaceDetector(load_tflite(asset_path("face_detection_short_range.tflite", cache_dir)))
 

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from models.assets import MEDIAPIPE_VERSION, weight_hashes
-from models.detector import letterbox, load_face_detector, pad_images, select_faces
-from models.landmarks import INPUT_SIZE as MESH_INPUT
-from models.landmarks import (
+from face3d.models.assets import MEDIAPIPE_VERSION, weight_hashes
+from face3d.models.detector import letterbox, load_face_detector, pad_images, select_faces
+from face3d.models.landmarks import INPUT_SIZE as MESH_INPUT
+from face3d.models.landmarks import (
     MODEL_FILES,
     PRESENCE_THRESHOLD,
     crop_faces,
@@ -34,10 +34,10 @@ from models.landmarks import (
     load_face_mesh,
     to_image_space,
 )
-from models.pose import fit_pose
-from models.reconstruction import Face, Pose, Reconstruction
-from models.texture import TextureBaker
-from models.topology import load_topology
+from face3d.models.pose import fit_pose
+from face3d.models.reconstruction import Face, Pose, Reconstruction
+from face3d.models.texture import TextureBaker
+from face3d.models.topology import load_topology
 
 DETECTOR_INPUT = 128
 MESH_VERTICES = 468
@@ -89,13 +89,14 @@ class Engine:
 
     def __init__(
         self,
+        *,
+        cache_dir: Path,
         device: str = "cpu",
         compile: bool = False,
         buckets: Sequence[int] = (1, 2, 4, 8),
         dtype: torch.dtype = torch.float32,
         landmark_model: str = "478",
         max_faces: int = 4,
-        cache_dir: Path | None = None,
     ) -> None:
         self.device = torch.device(device)
         # The fp16-dequantised weights produce denormal floats, which x86 CPUs process ~40x slower

@@ -24,11 +24,11 @@ import numpy as np
 import pygltflib as gl
 from PIL import Image, ImageDraw
 
-from models.ibug68 import ibug68
-from models.reconstruction import Face, Reconstruction
+from face3d.models.ibug68 import ibug68
+from face3d.models.reconstruction import Face, Reconstruction
 
 if TYPE_CHECKING:
-    from models.topology import Topology
+    from face3d.models.topology import Topology
 
 TextureFormat = Literal["png", "jpeg"]
 FORMATS = frozenset({"obj", "png", "glb", "json", "preview"})

@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from models.assets import asset_path
-from models.detector import (
+from face3d.models.assets import asset_path
+from face3d.models.detector import (
     Detections,
     FaceDetector,
     letterbox,
@@ -33,7 +33,7 @@ from models.detector import (
     sample_bilinear,
     select_faces,
 )
-from models.tflite import load_tflite
+from face3d.models.tflite import load_tflite
 
 INPUT_SIZE = 192
 ROI_SCALE = 1.5
@@ -105,7 +105,7 @@ class FaceMeshNet(nn.Module):
         return torch.cat([points, irises], dim=1), presence
 
 
-def load_face_mesh(model: str = "478", cache_dir: Path | None = None) -> FaceMeshNet:
+def load_face_mesh(model: str, cache_dir: Path) -> FaceMeshNet:
     """The landmark net ("468" or "478") built from the pinned, verified TFLite file."""
     if model not in MODEL_FILES:
         raise ValueError(f"landmark model must be one of {sorted(MODEL_FILES)}, not {model!r}")

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from scipy.ndimage import distance_transform_edt
 
-from models.topology import Topology, rasterize_uv
+from face3d.models.topology import Topology, rasterize_uv
 
 MIN_UV_SIZE, MAX_UV_SIZE = 256, 4096
 ZBUFFER_CELLS = 48  # coarse z-buffer resolution across the face's bounding box

@@ -43,8 +43,9 @@ from scipy.optimize import linear_sum_assignment
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models.assets import asset_path  # noqa: E402
-from models.topology import TOPOLOGY_FILE, rasterize_uv, signed_areas  # noqa: E402
+from face3d.models.assets import asset_path  # noqa: E402
+from face3d.models.topology import TOPOLOGY_FILE, rasterize_uv, signed_areas  # noqa: E402
+from face3d.service.config import default_cache_dir  # noqa: E402
 from tests.photos import photo  # noqa: E402
 
 N_POINTS = 468
@@ -61,7 +62,7 @@ SUPERELLIPSE_POWER = 4.0  # square-ish convex boundary: fills ~92% of the square
 
 def read_connections() -> dict[str, list[tuple[int, int]]]:
     """Edge sets of the pinned face_mesh_connections.py, read with ast (mediapipe is never imported)."""
-    tree = ast.parse(asset_path("face_mesh_connections.py").read_text())
+    tree = ast.parse(asset_path("face_mesh_connections.py", default_cache_dir()).read_text())
     sets: dict[str, list[tuple[int, int]]] = {}
     for node in tree.body:
         if not (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)):
@@ -125,7 +126,7 @@ def wind_consistently(tris: np.ndarray) -> np.ndarray:
 def _litert_interpreter() -> Any:  # ai_edge_litert is a test-only dependency: imported lazily
     from ai_edge_litert.interpreter import Interpreter
 
-    interp = Interpreter(str(asset_path("face_landmark.tflite")))
+    interp = Interpreter(str(asset_path("face_landmark.tflite", default_cache_dir())))
     interp.allocate_tensors()
     return interp
 
@@ -141,9 +142,9 @@ def landmarks_litert(crop: np.ndarray) -> np.ndarray:
 
 @cache
 def _torch_net() -> torch.nn.Module:
-    from models.tflite import load_tflite
+    from face3d.models.tflite import load_tflite
 
-    return load_tflite(asset_path("face_landmark.tflite")).eval()
+    return load_tflite(asset_path("face_landmark.tflite", default_cache_dir())).eval()
 
 
 def landmarks_torch(crop: np.ndarray) -> np.ndarray:

@@ -31,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models.assets import MEDIAPIPE_VERSION  # noqa: E402
+from face3d.models.assets import MEDIAPIPE_VERSION  # noqa: E402
 from tests.photos import PHOTO_NAMES, photo  # noqa: E402
 
 OUTPUT = ROOT / "tests" / "data" / "mediapipe_reference.json"

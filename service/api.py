@@ -31,17 +31,23 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.datastructures import MutableHeaders, UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from models.export import FORMATS
-from models.imageio import ImageError, sniff
-from service import logs, metrics
-from service.auth import SCOPE_ADMIN, QuotaLimiter, require_scope
-from service.config import Settings, check_uv_size, load_settings
-from service.deps import CurrentPrincipal, ReconstructCaller, ResultsReader, charge_quota, current_principal
-from service.pool import WorkerPool
-from service.problems import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
-from service.problems import Problem, install_handlers
-from service.storage import ResultNotFound, ResultStore, make_store
-from service.worker import JobDone, JobOptions
+from face3d.models.export import FORMATS
+from face3d.models.imageio import ImageError, sniff
+from face3d.service import logs, metrics
+from face3d.service.auth import SCOPE_ADMIN, QuotaLimiter, require_scope
+from face3d.service.config import Settings, check_uv_size, load_settings
+from face3d.service.deps import (
+    CurrentPrincipal,
+    ReconstructCaller,
+    ResultsReader,
+    charge_quota,
+    current_principal,
+)
+from face3d.service.pool import WorkerPool
+from face3d.service.problems import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
+from face3d.service.problems import Problem, install_handlers
+from face3d.service.storage import ResultNotFound, ResultStore, make_store
+from face3d.service.worker import JobDone, JobOptions
 
 log = logging.getLogger("face3d.api")
 

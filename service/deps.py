@@ -16,7 +16,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from service.auth import (
+from face3d.service.auth import (
     DEV_PRINCIPAL,
     SCOPE_RECONSTRUCT,
     SCOPE_RESULTS_READ,
@@ -26,7 +26,7 @@ from service.auth import (
     unauthorized,
     verify_token,
 )
-from service.config import Settings
+from face3d.service.config import Settings
 
 _bearer = HTTPBearer(auto_error=False, description="JWT from `face3d token` or your identity provider")
 

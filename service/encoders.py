@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from models.reconstruction import Reconstruction
+from face3d.models.reconstruction import Reconstruction
 
 THREAD_ENCODERS = 2  # without encoder processes: threads, so one job's encoding overlaps the next batch
 ENCODER_DIED_EXIT = 70  # EX_SOFTWARE: the worker stops so the pool fails its jobs and respawns it
@@ -59,7 +59,7 @@ class Encoded:
 
 def encode(task: EncodeTask, topology: Any) -> Encoded:
     """Build one job's files; failures come back as a one-line error, never an exception."""
-    from models.export import export_files, result_json
+    from face3d.models.export import export_files, result_json
 
     start = time.monotonic()
     try:
@@ -75,7 +75,7 @@ def encode(task: EncodeTask, topology: Any) -> Encoded:
 
 def encoder_main(tasks: Connection, results: Connection) -> None:
     """Encoder process loop: one task in, one Encoded out, until EOF or None."""
-    from models.topology import load_topology
+    from face3d.models.topology import load_topology
 
     topology = load_topology()
     while True:
@@ -109,7 +109,7 @@ class EncoderPool:
         self._slots = threading.Semaphore(lanes * depth)
         self._turn = itertools.cycle(range(lanes))
         if not processes:
-            from models.topology import load_topology
+            from face3d.models.topology import load_topology
 
             self._topology = load_topology()
             self._threads = ThreadPoolExecutor(THREAD_ENCODERS, thread_name_prefix="encode")

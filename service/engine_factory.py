@@ -10,7 +10,7 @@ import os
 
 import torch
 
-from models.engine import Engine
+from face3d.models.engine import Engine
 
 
 def build_engine(settings, device: str, compile_model: bool | None = None) -> Engine:
@@ -28,5 +28,5 @@ def build_engine(settings, device: str, compile_model: bool | None = None) -> En
         dtype=getattr(torch, settings.dtype),
         landmark_model=settings.landmark_model,
         max_faces=settings.max_faces,
-        cache_dir=settings.cache_dir,
+        cache_dir=settings.weights_cache_dir,
     )

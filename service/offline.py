@@ -17,10 +17,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.export import FORMATS, export_files
-from models.imageio import ImageError, decode_image
-from models.topology import load_topology
-from service.config import check_uv_size
+from face3d.models.export import FORMATS, export_files
+from face3d.models.imageio import ImageError, decode_image
+from face3d.models.topology import load_topology
+from face3d.service.config import check_uv_size
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 DEFAULT_FORMATS = tuple(sorted(FORMATS))
@@ -120,7 +120,7 @@ def _local_engine(settings):
     """One eager engine on the first configured device, with that device's share of threads."""
     import torch
 
-    from service.engine_factory import build_engine
+    from face3d.service.engine_factory import build_engine
 
     device = settings.worker_devices()[0]
     torch.set_num_threads(settings.threads_per_worker(1))

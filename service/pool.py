@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from service import metrics
-from service.batching import STOP
-from service.problems import Problem
-from service.worker import (
+from face3d.service import metrics
+from face3d.service.batching import STOP
+from face3d.service.problems import Problem
+from face3d.service.worker import (
     BatchDone,
     Job,
     JobDone,

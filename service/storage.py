@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from service.config import Settings
+from face3d.service.config import Settings
 
 _ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")

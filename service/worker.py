@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from service.batching import STOP, Batcher, group_by
-from service.encoders import Encoded, EncoderPool, EncodeTask
-from service.problems import Problem
+from face3d.service.batching import STOP, Batcher, group_by
+from face3d.service.encoders import Encoded, EncoderPool, EncodeTask
+from face3d.service.problems import Problem
 
 ENGINE_STAGES = ("detect", "landmarks", "bake")
 
@@ -101,7 +101,7 @@ class WorkerLoop:
     """Batch, decode, reconstruct, hand results to the encoder threads; one instance per process."""
 
     def __init__(self, spec: WorkerSpec, jobs: Connection, send: Callable[[object], None]) -> None:
-        from service.engine_factory import build_engine
+        from face3d.service.engine_factory import build_engine
 
         self.spec = spec
         self.settings = spec.settings
@@ -159,7 +159,7 @@ class WorkerLoop:
         self.send(BatchDone(len(jobs), self._vram()))
 
     def _decode(self, job: Job, started: float) -> tuple[Job, np.ndarray | Problem, dict[str, float]]:
-        from models.imageio import ImageError, decode_image
+        from face3d.models.imageio import ImageError, decode_image
 
         t0 = time.monotonic()
         timings = {"queue": (started - job.admitted) * 1000.0}

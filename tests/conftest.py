@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
+
+from face3d.service.config import default_cache_dir
 
 
 @pytest.fixture(autouse=True)
@@ -17,9 +20,15 @@ def _clean_face3d_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
-def engine():
+def weights_cache() -> Path:
+    """The weights cache the service would use (``$FACE3D_CACHE_DIR`` or ~/.cache/face3d)."""
+    return default_cache_dir()
+
+
+@pytest.fixture(scope="session")
+def engine(weights_cache: Path):
     """One eager CPU engine for every test that needs real reconstructions."""
-    from models.engine import Engine
+    from face3d.models.engine import Engine
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
-    return Engine(device="cpu", compile=False)
+    return Engine(device="cpu", compile=False, cache_dir=weights_cache)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from models.assets import default_cache_dir
+from face3d.service.config import default_cache_dir
 
 MEDFACE_VERSION = "0.0.2"
 MEDFACE_SHA256 = "cd57f59e1ff5e164efb223118e6db175b6d2bc82b7dc6b30e464363d2881b7a9"

@@ -35,8 +35,8 @@ import trimesh
 import yaml
 from PIL import Image
 
-from service.auth import mint_token
-from service.config import Settings, load_settings
+from face3d.service.auth import mint_token
+from face3d.service.config import Settings, load_settings
 from tests.photos import photo_bytes
 
 pytestmark = pytest.mark.slow
@@ -138,7 +138,7 @@ def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
         env = {k: v for k, v in os.environ.items() if not k.startswith("FACE3D_") or k == "FACE3D_CACHE_DIR"}
         with log.open("wb") as sink:
             process = subprocess.Popen(
-                [sys.executable, "-m", "service.cli", "serve", "--config", str(path)],
+                [sys.executable, "-m", "face3d.service.cli", "serve", "--config", str(path)],
                 cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
             )  # fmt: skip
         server = Server(process, f"http://127.0.0.1:{port}", load_settings(path), log)

@@ -9,20 +9,21 @@ from pathlib import Path
 
 import pytest
 
-from models import assets
+from face3d.models import assets
+from face3d.service.config import default_cache_dir
 
 
 @pytest.fixture
 def cache_copy(tmp_path: Path) -> Path:
     """A private copy of the pulled weights, safe to damage."""
     target = assets.weights_dir(tmp_path)
-    shutil.copytree(assets.weights_dir(), target)
+    shutil.copytree(assets.weights_dir(default_cache_dir()), target)
     return tmp_path
 
 
 def test_pinned_files_verify() -> None:
     for spec in assets.ASSET_FILES:
-        assert assets.sha256_file(assets.asset_path(spec.name)) == spec.sha256
+        assert assets.sha256_file(assets.asset_path(spec.name, default_cache_dir())) == spec.sha256
 
 
 def test_missing_weights_name_the_fix(tmp_path: Path) -> None:
@@ -58,7 +59,7 @@ def test_cli_reports_missing_weights_in_one_line(tmp_path: Path) -> None:
     photo = tmp_path / "p.jpg"
     photo.write_bytes(b"\xff\xd8")
     proc = subprocess.run(
-        [sys.executable, "-m", "service.cli", "reconstruct", str(photo), "-o", str(tmp_path / "o")],
+        [sys.executable, "-m", "face3d.service.cli", "reconstruct", str(photo), "-o", str(tmp_path / "o")],
         capture_output=True,
         text=True,
         env={"FACE3D_CACHE_DIR": str(tmp_path / "empty"), "PATH": "/usr/bin:/bin"},

@@ -21,17 +21,17 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi import FastAPI, Request
 
-from service.auth import (
+from face3d.service.auth import (
     Principal,
     QuotaLimiter,
     mint_token,
     require_scope,
     verify_token,
 )
-from service.config import Settings
-from service.deps import ReconstructCaller, charge_quota
-from service.logs import JsonFormatter
-from service.problems import Problem, install_handlers
+from face3d.service.config import Settings
+from face3d.service.deps import ReconstructCaller, charge_quota
+from face3d.service.logs import JsonFormatter
+from face3d.service.problems import Problem, install_handlers
 
 SECRET = "s3cr3t-" * 6
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from service.auth import verify_token
-from service.cli import main, parse_duration
-from service.config import Settings
+from face3d.service.auth import verify_token
+from face3d.service.cli import main, parse_duration
+from face3d.service.config import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "cli-secret-" * 4
@@ -22,7 +22,7 @@ def face3d(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """Run ``python -m service.cli ARGS`` (what the console script runs) from the repository root."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("FACE3D_")}
     return subprocess.run(
-        [sys.executable, "-m", "service.cli", *args],
+        [sys.executable, "-m", "face3d.service.cli", *args],
         cwd=REPO,
         env=clean | env,
         capture_output=True,

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from service.config import ConfigError, Settings, available_cpus, load_settings
+from face3d.service.config import ConfigError, Settings, available_cpus, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "k" * 40

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from face3d.service.config import Settings, load_settings
 from scripts import check_deploy
-from service.config import Settings, load_settings
 
 ROOT = check_deploy.ROOT
 OVERLAYS = ("cpu", "gpu")
@@ -96,7 +96,7 @@ def docker_env(name: str) -> dict[str, str]:
 
 
 def app_paths(tmp_path: Path) -> set[str]:
-    from service.api import create_app
+    from face3d.service.api import create_app
 
     app = create_app(Settings(auth_disabled_dev=True, results_dir=tmp_path / "results"))
     return {route.path for route in app.routes}
@@ -104,7 +104,7 @@ def app_paths(tmp_path: Path) -> set[str]:
 
 def exported_metric_names() -> dict[str, str]:
     """Every sample name the service can expose -> its family type (labelled families included)."""
-    from service import metrics
+    from face3d.service import metrics
 
     class NoGpus:  # NVML stand-in with no devices, only to list the NVML collector's metric names
         NVMLError = RuntimeError

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from models.engine import Engine
-from service.encoders import Encoded, EncoderPool, EncodeTask
+from face3d.models.engine import Engine
+from face3d.service.encoders import Encoded, EncoderPool, EncodeTask
 from tests.photos import photo
 
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from models.engine import Engine
+from face3d.models.engine import Engine
+from face3d.service.config import default_cache_dir
 from tests.photos import PHOTO_NAMES, photo
 
 
@@ -82,7 +83,7 @@ def test_all_faces_largest_first(engine: Engine) -> None:
 
 
 def test_more_images_than_the_largest_bucket() -> None:
-    small = Engine(buckets=(1, 2))
+    small = Engine(buckets=(1, 2), cache_dir=default_cache_dir())
     images = [photo("image00021")] * 3 + [np.zeros((64, 64, 3), np.uint8)]
     recs = small.reconstruct(images, uv_size=256)
     assert [len(r.faces) for r in recs] == [1, 1, 1, 0]
@@ -90,7 +91,7 @@ def test_more_images_than_the_largest_bucket() -> None:
 
 def test_reduced_precision_is_refused_on_cpu() -> None:
     with pytest.raises(ValueError, match="CUDA"):
-        Engine(dtype=torch.float16)
+        Engine(dtype=torch.float16, cache_dir=default_cache_dir())
 
 
 def test_model_info_names_weights(engine: Engine) -> None:
@@ -101,7 +102,7 @@ def test_model_info_names_weights(engine: Engine) -> None:
 
 @pytest.mark.slow
 def test_compiled_engine_matches_eager_and_never_recompiles(engine: Engine) -> None:
-    compiled = Engine(compile=True, buckets=(1, 2))
+    compiled = Engine(compile=True, buckets=(1, 2), cache_dir=default_cache_dir())
     assert compiled.warmup(uv_sizes=(256,)) > 0
     image = photo("astronaut")
     torch._dynamo.config.error_on_recompile = True  # a request must never pay for a compile
@@ -117,7 +118,7 @@ def test_compiled_engine_matches_eager_and_never_recompiles(engine: Engine) -> N
 
 
 def test_faces_the_landmark_net_rejects_are_dropped(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("models.engine.PRESENCE_THRESHOLD", 1.01)  # reject every detection
+    monkeypatch.setattr("face3d.models.engine.PRESENCE_THRESHOLD", 1.01)  # reject every detection
     (rec,) = engine.reconstruct([photo("astronaut")], uv_size=256)
     assert rec.faces == []
 

@@ -14,8 +14,8 @@ import pytest
 import trimesh
 from PIL import Image
 
-from models.assets import asset_path
-from models.export import (
+from face3d.models.assets import asset_path
+from face3d.models.export import (
     encode_texture,
     export_files,
     render_preview,
@@ -24,9 +24,10 @@ from models.export import (
     to_obj,
     vertex_normals,
 )
-from models.ibug68 import IBUG68_FROM_MEDIAPIPE, REGIONS, ibug68
-from models.reconstruction import Face, Pose, Reconstruction
-from models.topology import Topology, load_topology
+from face3d.models.ibug68 import IBUG68_FROM_MEDIAPIPE, REGIONS, ibug68
+from face3d.models.reconstruction import Face, Pose, Reconstruction
+from face3d.models.topology import Topology, load_topology
+from face3d.service.config import default_cache_dir
 
 ROWS, COLS = 18, 26  # 18 x 26 = 468 vertices, like the MediaPipe mesh
 
@@ -81,7 +82,7 @@ def _photo(width: int = 400, height: int = 300) -> np.ndarray:
 
 def _mediapipe_connections() -> ModuleType:
     spec = importlib.util.spec_from_file_location(
-        "face_mesh_connections", asset_path("face_mesh_connections.py")
+        "face_mesh_connections", asset_path("face_mesh_connections.py", default_cache_dir())
     )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

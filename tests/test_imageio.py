@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.imageio import ALPHA_BACKGROUND, ImageError, ImageInfo, decode_image, sniff
+from face3d.models.imageio import ALPHA_BACKGROUND, ImageError, ImageInfo, decode_image, sniff
 from tests.photos import photo_bytes
 
 MAX = 40_000_000

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.detector import FaceDetector, load_face_detector, pad_images
-from models.landmarks import (
+from face3d.models.detector import FaceDetector, load_face_detector, pad_images
+from face3d.models.landmarks import (
     INPUT_SIZE,
     FaceLandmarks,
     FaceMeshNet,

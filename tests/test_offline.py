@@ -15,7 +15,7 @@ from tests.photos import photo_bytes
 
 def face3d(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "service.cli", *map(str, args)],
+        [sys.executable, "-m", "face3d.service.cli", *map(str, args)],
         capture_output=True,
         text=True,
         cwd=cwd,

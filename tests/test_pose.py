@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from models.pose import PoseFit, camera_to_image, fit_pose, image_to_camera
-from models.topology import load_topology
+from face3d.models.pose import PoseFit, camera_to_image, fit_pose, image_to_camera
+from face3d.models.topology import load_topology
 
 
 def euler_to_matrix(yaw: float, pitch: float, roll: float) -> torch.Tensor:

@@ -9,8 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from service.config import Settings
-from service.storage import FilesystemStore, ResultNotFound, ResultStore, S3Store, make_store, new_result_id
+from face3d.service.config import Settings
+from face3d.service.storage import (
+    FilesystemStore,
+    ResultNotFound,
+    ResultStore,
+    S3Store,
+    make_store,
+    new_result_id,
+)
 
 FILES = {"face.obj": b"v 0 0 0\n", "face.png": b"\x89PNG" + bytes(range(256)) * 8, "face.json": b"{}"}
 BUCKET = "face3d-test"

@@ -21,8 +21,9 @@ from ai_edge_litert.interpreter import Interpreter
 from flatbuffers import flexbuffers
 from PIL import Image
 
-from models.assets import asset_path
-from models.tflite import load_tflite
+from face3d.models.assets import asset_path
+from face3d.models.tflite import load_tflite
+from face3d.service.config import default_cache_dir
 from tests.photos import PHOTO_NAMES, photo
 
 DETECTOR, MESH_468, MESH_478 = (
@@ -131,7 +132,9 @@ class _SplitReference:
     """The interpreter on a copy of the model without its custom ops, which run in NumPy instead."""
 
     def __init__(self, model: str) -> None:
-        flat = schema.ModelT.InitFromPackedBuf(bytearray(asset_path(model).read_bytes()), 0)
+        flat = schema.ModelT.InitFromPackedBuf(
+            bytearray(asset_path(model, default_cache_dir()).read_bytes()), 0
+        )
         graph = flat.subgraphs[0]
         codes = [c.customCode.decode() if c.customCode else None for c in flat.operatorCodes]
         self.custom = [
@@ -189,7 +192,7 @@ class _SplitReference:
 def _reference(model: str) -> _SplitReference | Interpreter:
     if model == MESH_478:
         return _SplitReference(model)
-    interpreter = Interpreter(model_path=str(asset_path(model)))
+    interpreter = Interpreter(model_path=str(asset_path(model, default_cache_dir())))
     interpreter.allocate_tensors()
     return interpreter
 
@@ -210,7 +213,7 @@ def _run_reference(model: str, batch: np.ndarray) -> list[np.ndarray]:
 
 @cache
 def _torch_model(model: str) -> torch.nn.Module:
-    return load_tflite(asset_path(model)).eval()
+    return load_tflite(asset_path(model, default_cache_dir())).eval()
 
 
 def _run_torch(module: torch.nn.Module, batch: np.ndarray) -> list[np.ndarray]:
@@ -261,7 +264,7 @@ def test_other_dtypes_stay_close(dtype: torch.dtype, tolerance: float) -> None:
     float64 must keep full parity; float16 must stay within 2 px of the 192-px crop (CPU fp16 convs
     accumulate in half precision; the lips, refined inside an attention crop, drift most: ~1 px).
     """
-    module = load_tflite(asset_path(MESH_478)).eval().to(dtype)
+    module = load_tflite(asset_path(MESH_478, default_cache_dir())).eval().to(dtype)
     batch = _image_inputs(MESH_478, 192)[:1]  # fp16 and fp64 convs are slow on CPU
     with torch.inference_mode():
         got = module(torch.from_numpy(batch).to(dtype).permute(0, 3, 1, 2))
@@ -271,7 +274,9 @@ def test_other_dtypes_stay_close(dtype: torch.dtype, tolerance: float) -> None:
 
 
 def test_unsupported_op_is_named(tmp_path: Path) -> None:
-    flat = schema.ModelT.InitFromPackedBuf(bytearray(asset_path(DETECTOR).read_bytes()), 0)
+    flat = schema.ModelT.InitFromPackedBuf(
+        bytearray(asset_path(DETECTOR, default_cache_dir()).read_bytes()), 0
+    )
     relu = next(
         c
         for c in flat.operatorCodes
