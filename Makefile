@@ -52,8 +52,9 @@ test: $(VENV)/.test weights lint
 bench: weights
 	$(BIN)/python -m bench.engine
 
-bench-http: weights
-	$(BIN)/python -m bench.http
+# httpx (the load client) and scikit-image (the bench photo) come with the test extra.
+bench-http: $(VENV)/.test weights
+	$(BIN)/python -m bench.http_load
 
 deploy-check: $(VENV)/.test
 	$(BIN)/python scripts/check_deploy.py

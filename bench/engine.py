@@ -12,8 +12,7 @@ and the speed-up of each path over the naive one. Runs unchanged on CUDA (``--de
     python -m bench.engine                      # CPU, defaults below (run from the repo root)
     python -m bench.engine --device cuda --runs 50 --json bench/results/gpu.json
 
-(Run it as a module: a script's folder goes first on sys.path, and bench/http.py would then shadow
-the standard library's http package.)
+(Run it as a module from the repository root, so that ``scripts.photos`` and ``face3d`` import.)
 """
 
 from __future__ import annotations
@@ -35,7 +34,7 @@ from face3d.models.export import encode_texture, to_obj
 from face3d.models.imageio import decode_image
 from face3d.models.texture import TextureBaker
 from face3d.service.config import default_cache_dir
-from tests.photos import photo
+from scripts.photos import photo
 
 STAGES = ("decode", "detect", "landmarks", "bake", "encode")
 
@@ -122,7 +121,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--photo", default="face_001", help="test photo to upscale (tests/photos.py)")
+    parser.add_argument("--photo", default="face_001", help="test photo to upscale (scripts/photos.py)")
     parser.add_argument("--size", type=int, default=1280, help="edge of the uploaded JPEG")
     parser.add_argument("--uv-size", type=int, default=2048)
     parser.add_argument("--runs", type=int, default=20)

@@ -133,7 +133,7 @@ class Engine:
         files = ("face_detection_short_range.tflite", MODEL_FILES[self.landmark_model])
         hashes = weight_hashes()
         return {
-            "backend": "mediapipe-torch",
+            "backend": "facemesh",
             "model": f"face-mesh-{self.landmark_model}",
             "version": f"mediapipe-{MEDIAPIPE_VERSION}",
             "weights": {name: hashes[name] for name in files},

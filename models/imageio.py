@@ -21,12 +21,14 @@ import struct
 import warnings
 import zlib
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-ErrorKind = Literal["invalid-image", "unsupported-type", "too-large"]
+from face3d.models.errors import ImageError
+
+__all__ = ["ImageError", "ImageInfo", "decode_image", "sniff"]
+
 
 # Pillow plugins allowed to parse input; the JPEG one also opens MPO (multi-picture JPEG from phones).
 _PLUGINS = ["JPEG", "PNG", "WEBP"]
@@ -41,14 +43,6 @@ ALPHA_BACKGROUND = (255, 255, 255)
 
 # Every exception Pillow's three decoders are known to raise on malformed input.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error)
-
-
-class ImageError(ValueError):
-    """Input that cannot become an RGB array; ``kind`` is the service's problem type."""
-
-    def __init__(self, kind: ErrorKind, message: str) -> None:
-        super().__init__(message)
-        self.kind: ErrorKind = kind
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 from face3d.models.assets import asset_path  # noqa: E402
 from face3d.models.topology import TOPOLOGY_FILE, rasterize_uv, signed_areas  # noqa: E402
 from face3d.service.config import default_cache_dir  # noqa: E402
-from tests.photos import photo  # noqa: E402
+from scripts.photos import photo  # noqa: E402
 
 N_POINTS = 468
 N_TRIANGLES = 852

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from face3d.models.assets import MEDIAPIPE_VERSION  # noqa: E402
-from tests.photos import PHOTO_NAMES, photo  # noqa: E402
+from scripts.photos import PHOTO_NAMES, photo  # noqa: E402
 
 OUTPUT = ROOT / "tests" / "data" / "mediapipe_reference.json"
 MAX_FACES = 4

@@ -1,7 +1,7 @@
 """The ``face3d`` command: serve | token | models pull | reconstruct | batch.
 
 Thin by design: each command parses its arguments and calls one function that does the work
-(uvicorn with service.api's app, service.auth.mint_token, models.assets.pull, service.offline).
+(uvicorn with service.app's app, service.auth.mint_token, models.assets.pull, service.offline).
 Every failure ends as one ``face3d: error: ...`` line on stderr and a non-zero exit, never a traceback.
 """
 
@@ -38,10 +38,11 @@ def parse_duration(text: str) -> float:
 def _serve(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = load_settings(args.config, **overrides)  # before the heavy imports: bad config fails fast
+    _check_backend(settings)
 
     import uvicorn
 
-    from face3d.service.api import create_app
+    from face3d.service.app import create_app
     from face3d.service.auth import log_auth_mode
     from face3d.service.logs import configure_logging
 
@@ -83,14 +84,25 @@ def _models_pull(args: argparse.Namespace) -> int:
 
 def _offline_settings(config: Path | None) -> Settings:
     """Settings for commands that serve no one: token keys are irrelevant, so they are not required."""
-    return load_settings(config, auth_disabled_dev=True)
+    settings = load_settings(config, auth_disabled_dev=True)
+    _check_backend(settings)
+    return settings
+
+
+def _check_backend(settings: Settings) -> None:
+    """An unknown ``backend`` fails here, in one line listing the registered ones, before any work."""
+    from face3d.models.backends import backend_class
+
+    backend_class(settings.backend)
 
 
 def _reconstruct(args: argparse.Namespace) -> int:
     from face3d.service.offline import run_reconstruct
 
     settings = _offline_settings(args.config)
-    return run_reconstruct(args.photos, args.out, args.uv_size, args.formats, args.all_faces, settings)
+    return run_reconstruct(
+        args.photos, args.out, args.uv_size, args.formats, args.all_faces, settings, args.texture
+    )
 
 
 def _batch(args: argparse.Namespace) -> int:
@@ -137,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument(
         "--formats", type=_formats, help="comma-separated subset of obj,png,glb,json,preview (default: all)"
     )
+    rec.add_argument("--texture", choices=("png", "jpeg"), default="png", help="texture image format")
     rec.add_argument("--all-faces", action="store_true", help="every face, not only the largest")
     rec.add_argument("--config", **config)
     rec.set_defaults(run=_reconstruct)

@@ -28,6 +28,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from face3d.models.pipeline import MAX_UV_SIZE, check_uv_size
+
 DEFAULT_CONFIG_FILE = Path("api_config.yaml")
 
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
@@ -66,7 +68,8 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"
     port: int = Field(8000, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
-    # devices and engine
+    # backend, devices and engine
+    backend: str = Field("facemesh", min_length=1)
     devices: str = "auto"
     cpu_workers: int = Field(0, ge=0)
     torch_threads: int = Field(0, ge=0)
@@ -184,7 +187,7 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"max_batch {self.max_batch} exceeds the largest batch bucket {self.batch_buckets[-1]}"
             )
-        check_uv_size(self.max_uv_size, 4096, "max_uv_size")
+        check_uv_size(self.max_uv_size, MAX_UV_SIZE, "max_uv_size")
         if self.uv_size > self.max_uv_size:
             raise ValueError(f"uv_size {self.uv_size} exceeds max_uv_size {self.max_uv_size}")
         check_uv_size(self.uv_size, self.max_uv_size, "uv_size")
@@ -222,52 +225,6 @@ class Settings(BaseSettings):
         """True when tokens are signed with the shared secret (HS*), False for public-key algorithms."""
         return self.jwt_algorithms[0] in HMAC_ALGORITHMS
 
-    def worker_devices(self) -> list[str]:
-        """One torch device string per worker process: ``cpu`` x cpu_workers, or one per CUDA device.
-
-        ``auto`` means every visible CUDA device, else the CPU. Asking for a CUDA device that is not
-        visible raises ConfigError rather than silently falling back to the CPU.
-        """
-        if self.devices == "cpu":
-            return ["cpu"] * self.cpu_worker_count()
-        import torch  # imported here: reading settings must not cost a torch import
-
-        count = torch.cuda.device_count()
-        if self.devices == "auto":
-            return [f"cuda:{i}" for i in range(count)] if count else ["cpu"] * self.cpu_worker_count()
-        wanted = self.devices.split(",")
-        missing = [d for d in wanted if int(d.partition(":")[2]) >= count]
-        if missing:
-            raise ConfigError(f"devices: {', '.join(missing)} not visible ({count} CUDA device(s) found)")
-        return wanted
-
-    def cpu_worker_count(self) -> int:
-        """cpu_workers, else one worker per usable core, at most MAX_AUTO_CPU_WORKERS.
-
-        Why several workers rather than one multi-threaded one: the nets' ops are small, so torch's
-        intra-op threads gain little, while each extra process brings its own GIL for the Python glue
-        and the PNG encoder (bench/http.py on 2 cores, bench/results/: 22-24 vs 12-14 images/s at
-        concurrency 8, p50 at concurrency 1 within noise: 85-94 vs 90-95 ms). The cap bounds memory
-        and warm-up time.
-        """
-        return self.cpu_workers or min(available_cpus(), MAX_AUTO_CPU_WORKERS)
-
-    def threads_per_worker(self, workers: int) -> int:
-        """torch intra-op threads for each of ``workers`` processes: torch_threads, else a fair share."""
-        if self.torch_threads:
-            return self.torch_threads
-        return max(1, available_cpus() // max(1, workers))
-
-
-MAX_AUTO_CPU_WORKERS = 4
-
-
-def check_uv_size(size: int, largest: int, name: str = "uv_size") -> None:
-    """Texture sizes are powers of two from 256 to ``largest``: one cached texel map per size, so a
-    client cannot make the service build (and keep) a new map per request."""
-    if not 256 <= size <= largest or size & (size - 1):
-        raise ValueError(f"{name} must be a power of two from 256 to {largest}, got {size}")
-
 
 def default_cache_dir() -> Path:
     """Where weights live when ``cache_dir`` is null: ``$FACE3D_CACHE_DIR``, else
@@ -278,22 +235,6 @@ def default_cache_dir() -> Path:
         return Path(env).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg) if xdg else Path.home() / ".cache") / "face3d"
-
-
-def available_cpus() -> int:
-    """CPUs this process may really use: its affinity mask, capped by a cgroup v2 CPU quota.
-
-    In a container with ``resources.limits.cpu: 4`` on a 64-core node, affinity still shows 64; only
-    ``cpu.max`` tells, and sizing thread pools by 64 would make every worker thrash.
-    """
-    cpus = len(os.sched_getaffinity(0))
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
-        if quota != "max":
-            cpus = min(cpus, max(1, int(quota) // int(period)))
-    except (OSError, ValueError):  # no cgroup v2 or no limit
-        pass
-    return cpus
 
 
 def config_file() -> Path | None:

@@ -5,7 +5,8 @@ Routes declare what they need and get the caller, already checked::
     @router.post("/v1/reconstruct")
     def reconstruct(caller: ReconstructCaller, request: Request): ...
 
-The app factory must set ``app.state.settings`` (Settings) and ``app.state.quota`` (QuotaLimiter).
+The app factory (service/app.py) sets ``app.state.settings``, ``.quota``, ``.store`` and ``.pool``;
+the typed dependencies below are the only readers of ``app.state``. This is the one auth guard.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from face3d.service.auth import (
     DEV_PRINCIPAL,
+    SCOPE_ADMIN,
     SCOPE_RECONSTRUCT,
     SCOPE_RESULTS_READ,
     Principal,
@@ -27,6 +29,8 @@ from face3d.service.auth import (
     verify_token,
 )
 from face3d.service.config import Settings
+from face3d.service.pool import WorkerPool
+from face3d.service.storage import ResultStore
 
 _bearer = HTTPBearer(auto_error=False, description="JWT from `face3d token` or your identity provider")
 
@@ -63,3 +67,41 @@ def charge_quota(request: Request, principal: Principal, images: int = 1) -> Non
     """Take ``images`` from the caller's quota or raise 429; call it once the item count is known."""
     quota: QuotaLimiter = request.app.state.quota
     quota.acquire(principal.tenant, images)
+
+
+def _open_unless(flag: str, scope: str | None) -> Callable[..., None]:
+    """Guard for endpoints a deployment may open: nothing when ``settings.<flag>`` is true, else a
+    verified caller (holding ``scope``, when given)."""
+
+    def guard(
+        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    ) -> None:
+        settings: Settings = request.app.state.settings
+        if getattr(settings, flag):
+            return
+        principal = current_principal(request, credentials)
+        if scope:
+            require_scope(principal, scope)
+
+    return guard
+
+
+HealthGuard = Depends(_open_unless("open_health", None))
+MetricsGuard = Depends(_open_unless("open_metrics", SCOPE_ADMIN))
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def _pool(request: Request) -> WorkerPool:
+    return request.app.state.pool
+
+
+def _store(request: Request) -> ResultStore:
+    return request.app.state.store
+
+
+AppSettings = Annotated[Settings, Depends(_settings)]
+Pool = Annotated[WorkerPool, Depends(_pool)]
+Store = Annotated[ResultStore, Depends(_store)]

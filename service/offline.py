@@ -1,4 +1,4 @@
-"""`face3d reconstruct` and `face3d batch`: the engine over files, without the HTTP service.
+"""`face3d reconstruct` and `face3d batch`: the pipeline over files, without the HTTP service.
 
 Outputs of one photo go to ``OUT/<name>/`` and appear atomically: every file is written into a
 hidden temporary folder that is renamed into place only when complete, so a crash never leaves a
@@ -17,13 +17,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from face3d.models.export import FORMATS, export_files
-from face3d.models.imageio import ImageError, decode_image
-from face3d.models.topology import load_topology
-from face3d.service.config import check_uv_size
+from face3d.models.pipeline import ALL_FORMATS, Pipeline, ReconstructOptions
+from face3d.service.config import Settings
+from face3d.service.devices import threads_per_worker, worker_devices
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
-DEFAULT_FORMATS = tuple(sorted(FORMATS))
 
 
 @dataclass
@@ -63,68 +61,60 @@ def write_file_atomically(path: Path, data: bytes) -> None:
         raise
 
 
-def _reconstruct_group(engine, items: Sequence[Item], opts: dict) -> Iterator[tuple[Item, str | None]]:
-    """Decode, reconstruct as one batch, export and write each item; yield (item, error or None)."""
-    decoded, ready = [], []
+def _reconstruct_group(
+    pipeline: Pipeline, items: Sequence[Item], options: ReconstructOptions
+) -> Iterator[tuple[Item, str | None]]:
+    """Read, then run the pipeline on the group as one batch and write each item; yield (item, error)."""
+    readable: list[tuple[Item, bytes]] = []
     for item in items:
         try:
-            data = item.source.read_bytes()
-            decoded.append(decode_image(data, max_pixels=opts["max_pixels"]))
-            ready.append(item)
-        except ImageError as exc:
-            yield item, f"{item.source}: {exc}"
+            readable.append((item, item.source.read_bytes()))
         except OSError as exc:
             yield item, f"{item.source}: cannot read file ({exc.strerror or exc})"
-    if not ready:
+    if not readable:
         return
     try:
-        recs = engine.reconstruct(decoded, uv_size=opts["uv_size"], all_faces=opts["all_faces"])
+        results = pipeline.run([data for _, data in readable], options)
     except Exception as exc:  # e.g. out of memory: fail this group, keep the run going
-        for item in ready:
+        for item, _ in readable:
             yield item, f"{item.source}: reconstruction failed ({type(exc).__name__}: {exc})"
         return
-    topology = load_topology()
-    for item, image, rec in zip(ready, decoded, recs, strict=True):
-        if not rec.faces:
-            yield item, f"{item.source}: no face found"
+    for (item, _), result in zip(readable, results, strict=True):
+        if result.error is not None or result.exported is None:
+            yield item, f"{item.source}: {result.error}"
             continue
         try:
-            files = export_files(
-                rec, image, topology, set(opts["formats"]), opts["texture_format"], engine.model_info()
-            )
-            write_atomically(item.out, files)
+            write_atomically(item.out, result.exported.files)
         except OSError as exc:
             yield item, f"{item.source}: cannot write {item.out} ({exc.strerror or exc})"
             continue
         yield item, None
 
 
-def _options(settings, uv_size: int | None, formats: Sequence[str] | None, all_faces: bool) -> dict:
-    chosen = tuple(formats or DEFAULT_FORMATS)
-    unknown = set(chosen) - set(DEFAULT_FORMATS)
-    if unknown:
-        names = ", ".join(sorted(unknown))
-        raise ValueError(f"unknown format(s) {names}; choose from {','.join(DEFAULT_FORMATS)}")
-    size = uv_size or settings.uv_size
-    check_uv_size(size, settings.max_uv_size, "--uv-size")
-    return {
-        "uv_size": size,
-        "formats": chosen,
-        "all_faces": all_faces,
-        "texture_format": "png",
-        "max_pixels": settings.max_pixels,
-    }
+def cli_options(
+    settings: Settings, uv_size: int | None, formats: Sequence[str] | None, texture: str, all_faces: bool
+) -> ReconstructOptions:
+    """The CLI's options: the pipeline's rules; with no --formats, every format (preview included)."""
+    return ReconstructOptions.parse(
+        uv_size=uv_size,
+        formats=ALL_FORMATS if formats is None else formats,
+        texture_format=texture,
+        all_faces=all_faces,
+        default_uv_size=settings.uv_size,
+        max_uv_size=settings.max_uv_size,
+        uv_size_name="--uv-size",
+    )
 
 
-def _local_engine(settings):
-    """One eager engine on the first configured device, with that device's share of threads."""
+def _local_pipeline(settings: Settings) -> Pipeline:
+    """One eager pipeline on the first configured device, with that device's share of threads."""
     import torch
 
-    from face3d.service.engine_factory import build_engine
+    from face3d.service.backend_factory import build_backend
 
-    device = settings.worker_devices()[0]
-    torch.set_num_threads(settings.threads_per_worker(1))
-    return build_engine(settings, device, compile_model=False)
+    device = worker_devices(settings.devices, settings.cpu_workers)[0]
+    torch.set_num_threads(threads_per_worker(settings.torch_threads, 1))
+    return Pipeline(build_backend(settings, device, compile_model=False), settings.max_pixels)
 
 
 def run_reconstruct(
@@ -133,17 +123,18 @@ def run_reconstruct(
     uv_size: int | None,
     formats: Sequence[str] | None,
     all_faces: bool,
-    settings,
+    settings: Settings,
+    texture: str = "png",
 ) -> int:
     """Reconstruct each photo into ``out_dir/<stem>/``; one line per photo; exit code 1 if any failed."""
-    opts = _options(settings, uv_size, formats, all_faces)
-    engine = _local_engine(settings)
+    options = cli_options(settings, uv_size, formats, texture, all_faces)
     items = [Item(Path(p), Path(out_dir) / Path(p).stem) for p in photos]
     clashes = sorted({str(a.source) for a in items for b in items if a is not b and a.out == b.out})
     if clashes:
         raise ValueError(f"these photos would share an output folder (same name): {', '.join(clashes)}")
+    pipeline = _local_pipeline(settings)
     failed = 0
-    for item, error in _reconstruct_group(engine, items, opts):
+    for item, error in _reconstruct_group(pipeline, items, options):
         if error:
             failed += 1
             print(f"error: {error}", file=sys.stderr)
@@ -159,7 +150,12 @@ def _shard(paths: list[Path], index: int, count: int) -> list[Path]:
 
 
 def run_batch(
-    in_dir: Path, out_dir: Path, shard_index: int | None, shard_count: int, settings, group_size: int = 8
+    in_dir: Path,
+    out_dir: Path,
+    shard_index: int | None,
+    shard_count: int,
+    settings: Settings,
+    group_size: int = 8,
 ) -> int:
     """Reconstruct every photo under ``in_dir`` (this shard's share); skip finished ones; summarise.
 
@@ -173,7 +169,7 @@ def run_batch(
         raise ValueError(f"input folder {in_dir} does not exist")
     if shard_index is None:
         shard_index = int(os.environ.get("JOB_COMPLETION_INDEX", "0"))
-    opts = _options(settings, None, None, False)
+    options = cli_options(settings, None, None, "png", False)
     out_abs = out_dir.resolve()
     sources = sorted(
         p
@@ -187,10 +183,11 @@ def run_batch(
     skipped = len(items) - len(todo)
     failures: dict[str, str] = {}
     done = 0
-    engine = _local_engine(settings) if todo else None
+    pipeline = _local_pipeline(settings) if todo else None
     with tqdm(total=len(todo), unit="photo", disable=None, file=sys.stderr) as bar:
         for start in range(0, len(todo), group_size):
-            for item, error in _reconstruct_group(engine, todo[start : start + group_size], opts):
+            assert pipeline is not None
+            for item, error in _reconstruct_group(pipeline, todo[start : start + group_size], options):
                 if error:
                     failures[str(item.source)] = error
                     tqdm.write(f"error: {error}", file=sys.stderr)

@@ -8,9 +8,8 @@ Everything that changes pool state runs on the API's asyncio loop; threads only 
 * a supervisor task notices a dead worker within ``SUPERVISE_INTERVAL_S``, fails the jobs it held
   with 503 and starts a replacement.
 
-Each worker gets its own pair of pipes (not one shared ``multiprocessing.Queue``): a process
-SIGKILLed while holding a shared queue's lock would wedge every other worker, and per-worker pipes
-also tell the pool exactly which jobs a dead worker took with it.
+Workers are ``service/procs.py`` children (spawn, a one-way pipe each way: see there why); the
+messages are ``service/protocol.py``'s.
 
 Admission: a worker holds at most ``2 * max_batch`` jobs (one batch computing, one queued in its
 pipe); the rest wait in one bounded deque of ``max_queue`` jobs, beyond which ``submit`` answers
@@ -23,29 +22,30 @@ import asyncio
 import atexit
 import contextlib
 import logging
-import multiprocessing as mp
 import queue
 import threading
 import time
-import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from typing import Any
 
+from face3d.models.pipeline import ReconstructOptions
 from face3d.service import metrics
 from face3d.service.batching import STOP
+from face3d.service.devices import threads_per_worker, worker_devices
 from face3d.service.problems import Problem
-from face3d.service.worker import (
+from face3d.service.procs import ChildProcess, join_all
+from face3d.service.protocol import (
+    ArtifactKind,
     BatchDone,
     Job,
     JobDone,
-    JobOptions,
     WorkerFailed,
     WorkerReady,
     WorkerSpec,
-    worker_main,
 )
+from face3d.service.schemas import WorkerReadiness, WorkerStatus
+from face3d.service.worker import worker_main
 
 log = logging.getLogger("face3d.pool")
 
@@ -65,8 +65,7 @@ class _Worker:
     """The parent's view of one worker process (replaced wholesale on restart)."""
 
     spec: WorkerSpec
-    process: Any  # multiprocessing.process.BaseProcess
-    jobs: Connection
+    child: ChildProcess
     outbox: queue.SimpleQueue[object]
     inflight: dict[str, _Pending] = field(default_factory=dict)
     ready: bool = False
@@ -83,10 +82,9 @@ class WorkerPool:
 
     def __init__(self, settings: Any) -> None:
         self.settings = settings
-        self.devices = settings.worker_devices()
-        self.threads = settings.threads_per_worker(len(self.devices))
+        self.devices = worker_devices(settings.devices, settings.cpu_workers)
+        self.threads = threads_per_worker(settings.torch_threads, len(self.devices))
         self.credit = 2 * settings.max_batch
-        self._ctx = mp.get_context("spawn")
         self._waiting: deque[_Pending] = deque()
         self._pending: dict[str, _Pending] = {}
         self._workers: list[_Worker | None] = [None] * len(self.devices)
@@ -100,9 +98,8 @@ class WorkerPool:
 
     def _kill_workers(self) -> None:
         for worker in self._workers:
-            if worker is not None and worker.process.is_alive():
-                worker.process.kill()
-                worker.process.join(5)
+            if worker is not None:
+                worker.child.kill()
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -121,17 +118,24 @@ class WorkerPool:
     def draining(self) -> bool:
         return self._draining
 
-    def status(self) -> list[dict[str, Any]]:
-        """Per-worker facts for /v1/models: slot, device, pid, ready, jobs held, compile seconds."""
+    def readiness(self) -> list[WorkerReadiness]:
+        """Per-worker readiness for the open /readyz: no pids or other internals."""
         return [
-            {
-                "slot": slot,
-                "device": self.devices[slot],
-                "pid": w.process.pid if w else None,
-                "ready": bool(w and w.ready and not w.gone),
-                "inflight": len(w.inflight) if w else 0,
-                "compile_s": w.info.get("compile_s") if w else None,
-            }
+            WorkerReadiness(slot=slot, device=self.devices[slot], ready=bool(w and w.ready and not w.gone))
+            for slot, w in enumerate(self._workers)
+        ]
+
+    def status(self) -> list[WorkerStatus]:
+        """Per-worker facts for /v1/models: slot, device, pid, ready, jobs held, warm-up seconds."""
+        return [
+            WorkerStatus(
+                slot=slot,
+                device=self.devices[slot],
+                ready=bool(w and w.ready and not w.gone),
+                pid=w.child.pid if w else None,
+                inflight=len(w.inflight) if w else 0,
+                compile_s=w.info.get("compile_s") if w else None,
+            )
             for slot, w in enumerate(self._workers)
         ]
 
@@ -161,23 +165,21 @@ class WorkerPool:
         for w in live:
             w.outbox.put(STOP)
         grace = max(2.0, deadline - time.monotonic())
-        await asyncio.to_thread(self._join_all, [w.process for w in live], grace)
+        await asyncio.to_thread(join_all, [w.child for w in live], grace)
         for w in live:
             self._retire(w)
 
-    @staticmethod
-    def _join_all(processes: list[Any], grace: float) -> None:
-        end = time.monotonic() + grace
-        for proc in processes:
-            proc.join(max(0.0, end - time.monotonic()))
-        for proc in processes:
-            if proc.is_alive():
-                proc.kill()
-                proc.join(5)
-
     # ---------------------------------------------------------------- requests
-    async def submit(self, data: bytes, options: JobOptions) -> JobDone:
-        """Run one image through a worker; raises ``Problem`` (503 full or draining, 504, job errors)."""
+    async def submit(
+        self,
+        data: bytes,
+        options: ReconstructOptions,
+        tenant: str,
+        result_id: str,
+        artifact: ArtifactKind | None = None,
+    ) -> JobDone:
+        """Run one image through a worker, which stores the result as ``result_id`` of ``tenant`` (or
+        streams ``artifact`` back); raises ``Problem`` (503 full or draining, 504, job errors)."""
         if self._draining:
             raise Problem("unavailable", "the service is shutting down", headers={"Retry-After": "1"})
         if len(self._waiting) >= self.settings.max_queue:
@@ -187,7 +189,16 @@ class WorkerPool:
         assert self._loop is not None, "start() the pool first"
         now = time.monotonic()
         timeout = self.settings.request_timeout_s
-        job = Job(uuid.uuid4().hex, data, options, deadline=now + timeout, admitted=now)
+        job = Job(
+            result_id,
+            data,
+            options,
+            deadline=now + timeout,
+            admitted=now,
+            tenant=tenant,
+            ttl_s=self.settings.result_ttl_s,
+            artifact=artifact,
+        )
         pending = _Pending(job, self._loop.create_future())
         self._pending[job.id] = pending
         self._waiting.append(pending)
@@ -232,51 +243,33 @@ class WorkerPool:
     # ---------------------------------------------------------------- workers
     def _spawn(self, slot: int) -> None:
         spec = WorkerSpec(slot, self.devices[slot], self.settings, self.threads)
-        job_reader, job_writer = self._ctx.Pipe(duplex=False)
-        result_reader, result_writer = self._ctx.Pipe(duplex=False)
-        process = self._ctx.Process(
-            target=worker_main,
-            args=(spec, job_reader, result_writer),
-            name=f"face3d-worker-{slot}",
-            # Not daemonic: a worker starts its own encoder processes (service/encoders.py), which
-            # daemonic processes may not. The atexit hook below still guarantees none outlives us.
-            daemon=False,
-        )
-        process.start()
-        job_reader.close()  # the child's ends: closing ours makes a dead child show up as EOF/EPIPE
-        result_writer.close()
-        worker = _Worker(spec, process, job_writer, queue.SimpleQueue())
+        # Not daemonic: a worker starts its own encoder processes (service/encoders.py), which
+        # daemonic processes may not. The atexit hook in __init__ still guarantees none outlives us.
+        child = ChildProcess(worker_main, (spec,), f"face3d-worker-{slot}", daemon=False)
+        worker = _Worker(spec, child, queue.SimpleQueue())
         self._workers[slot] = worker
         threading.Thread(
             target=self._send_loop, args=(worker,), name=f"face3d-send-{slot}", daemon=True
         ).start()
-        threading.Thread(
-            target=self._read_loop, args=(worker, result_reader), name=f"face3d-read-{slot}", daemon=True
-        ).start()
-        log.info("worker %d starting on %s (pid %s)", slot, spec.device, process.pid)
+        child.watch(lambda message: self._deliver(worker, message), lambda: None)
+        log.info("worker %d starting on %s (pid %s)", slot, spec.device, child.pid)
 
     @staticmethod
     def _send_loop(worker: _Worker) -> None:
+        """A 20 MB upload must not block the event loop: jobs are pickled into the pipe here."""
         while (item := worker.outbox.get()) is not _CLOSE:
             try:
-                worker.jobs.send(item)
+                worker.child.send(item)
             except OSError:  # the worker died; the supervisor fails what it held
                 return
             if item is STOP:
                 return
 
-    def _read_loop(self, worker: _Worker, results: Connection) -> None:
+    def _deliver(self, worker: _Worker, message: object) -> None:
+        """From the child's reader thread to the event loop, which owns all pool state."""
         assert self._loop is not None
-        try:
-            while True:
-                message = results.recv()
-                self._loop.call_soon_threadsafe(self._on_message, worker, message)
-        except (EOFError, OSError):  # the worker exited; the supervisor handles the rest
-            pass
-        except RuntimeError:  # the event loop closed under us at shutdown: nobody is waiting any more
-            pass
-        finally:
-            results.close()
+        with contextlib.suppress(RuntimeError):  # the loop closed under us at shutdown: nobody waits
+            self._loop.call_soon_threadsafe(self._on_message, worker, message)
 
     def _on_message(self, worker: _Worker, message: object) -> None:
         if isinstance(message, JobDone):
@@ -291,14 +284,14 @@ class WorkerPool:
             worker.ready = True
             worker.info = {
                 "pid": message.pid,
-                "compile_s": message.compile_s,
+                "compile_s": message.warmup_s,
                 "model_info": message.model_info,
             }
             self._failures[worker.spec.slot] = 0
-            metrics.COMPILE_SECONDS.observe(message.compile_s)
+            metrics.COMPILE_SECONDS.observe(message.warmup_s)
             metrics.WORKERS_READY.set(sum(1 for w in self._workers if w and w.ready and not w.gone))
             log.info(
-                "worker %d ready on %s in %.1f s warmup", worker.spec.slot, message.device, message.compile_s
+                "worker %d ready on %s in %.1f s warmup", worker.spec.slot, message.device, message.warmup_s
             )
             self._pump()
         elif isinstance(message, WorkerFailed):
@@ -308,16 +301,14 @@ class WorkerPool:
         while True:
             await asyncio.sleep(SUPERVISE_INTERVAL_S)
             for w in list(self._workers):
-                if w is not None and not w.gone and not w.process.is_alive():
+                if w is not None and not w.gone and not w.child.is_alive():
                     self._on_death(w)
 
     def _on_death(self, worker: _Worker) -> None:
         """Fail what the dead worker held (503, retryable) and schedule its replacement."""
         slot = worker.spec.slot
         was_ready = worker.ready
-        log.error(
-            "worker %d (pid %s) died with exit code %s", slot, worker.process.pid, worker.process.exitcode
-        )
+        log.error("worker %d (pid %s) died with exit code %s", slot, worker.child.pid, worker.child.exitcode)
         for pending in worker.inflight.values():
             self._fail(
                 pending,
@@ -346,14 +337,14 @@ class WorkerPool:
         worker.gone = True
         worker.ready = False
         worker.outbox.put(_CLOSE)
-        worker.jobs.close()
+        worker.child.close_input()
 
     # ---------------------------------------------------------------- metrics
     @staticmethod
     def _record_job(done: JobDone) -> None:
         metrics.record_stages(done.timings_ms)
-        for face in done.summary.get("faces", ()):
-            metrics.record_face_quality(face["score"], face["texture_coverage"])
+        for face in done.summary.faces if done.summary else ():
+            metrics.record_face_quality(face.score, face.texture_coverage)
 
     @staticmethod
     def _record_batch(worker: _Worker, batch: BatchDone) -> None:

@@ -17,6 +17,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
+from face3d.models.errors import ModelError
+
 MEDIA_TYPE = "application/problem+json"
 TYPE_BASE = "https://face3d.dev/problems/"
 
@@ -144,3 +146,11 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(Exception, _on_unexpected)
+
+
+def problem_from_error(exc: ModelError) -> Problem:
+    """A models/ error as the problem clients see: its kind is the problem type, its message the
+    detail; failures that are the service's own (weights, bugs) are 500s without internals."""
+    if exc.kind in PROBLEM_TYPES and exc.kind != "internal":
+        return Problem(exc.kind, str(exc))
+    return Problem("internal", "the reconstruction failed")

@@ -1,19 +1,18 @@
-"""The worker process: one per device, it owns an Engine and turns job bytes into result files.
+"""The worker process: one per device; it owns a loaded backend and turns jobs into stored results.
 
-Started by ``service/pool.py`` in a *spawn* context (a fresh interpreter: CUDA cannot survive a
-fork). It talks to the API process through two one-way pipes and plain, picklable messages:
+Started by ``service/pool.py`` through ``service/procs.py`` (spawn: CUDA cannot survive a fork). Its
+messages are those of ``service/protocol.py``: ``Job`` or ``STOP`` in; ``WorkerReady`` once warmed,
+``JobDone`` per job, ``BatchDone`` per batch, ``WorkerFailed`` when setup fails.
 
-* in: ``Job`` (the ENCODED upload plus options and a deadline) or ``STOP``;
-* out: ``WorkerReady`` once warmed, ``JobDone`` per job, ``BatchDone`` per batch, ``WorkerFailed``
-  when setup fails.
-
-Errors cross the boundary as data (``service.problems.Problem``) so one bad image fails one job,
-never the batch or the process. Encoding (PNG/GLB/OBJ) runs in a small thread pool so it overlaps
-the next batch's torch work; the pool is bounded so a slow encoder applies back-pressure.
+Per batch: decode on this worker's threads (Pillow releases the GIL), one backend call per group of
+jobs that share ``ReconstructOptions.batch_key``, then each reconstruction goes to an encoder, which
+builds and stores the files and answers with the summary. Errors are data: one bad image fails one
+job, never the batch or the process.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import threading
@@ -21,118 +20,52 @@ import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
 
+from face3d.models.errors import ModelError
+from face3d.models.pipeline import Pipeline
 from face3d.service.batching import STOP, Batcher, group_by
-from face3d.service.encoders import Encoded, EncoderPool, EncodeTask
-from face3d.service.problems import Problem
+from face3d.service.encoders import EncoderPool
+from face3d.service.problems import Problem, problem_from_error
+from face3d.service.protocol import (
+    BatchDone,
+    Encoded,
+    EncodeTask,
+    Job,
+    JobDone,
+    WorkerFailed,
+    WorkerReady,
+    WorkerSpec,
+)
 
-ENGINE_STAGES = ("detect", "landmarks", "bake")
-
-
-@dataclass(frozen=True)
-class JobOptions:
-    """What the client asked for; jobs with equal ``(uv_size, all_faces)`` share one engine call."""
-
-    uv_size: int
-    formats: frozenset[str]
-    texture_format: str = "png"
-    all_faces: bool = False
-
-
-@dataclass
-class Job:
-    """One image to reconstruct. Times are ``time.monotonic()``, one clock for every process on Linux."""
-
-    id: str
-    data: bytes
-    options: JobOptions
-    deadline: float
-    admitted: float
-
-
-@dataclass
-class JobDone:
-    """The outcome of one job: files and a JSON-ready summary, or a problem."""
-
-    job_id: str
-    files: dict[str, bytes] = field(default_factory=dict)
-    summary: dict[str, Any] = field(default_factory=dict)  # models.export.result_json document
-    timings_ms: dict[str, float] = field(default_factory=dict)
-    problem: Problem | None = None
-
-
-@dataclass
-class BatchDone:
-    """Per-batch numbers the parent turns into metrics (workers own no metrics registry)."""
-
-    size: int
-    vram: dict[str, int] | None = None  # service.metrics.VRAM_KEYS -> bytes, on CUDA only
-
-
-@dataclass
-class WorkerReady:
-    pid: int
-    device: str
-    compile_s: float
-    model_info: dict[str, Any]
-
-
-@dataclass
-class WorkerFailed:
-    error: str
-
-
-@dataclass(frozen=True)
-class WorkerSpec:
-    """Everything a worker needs, pickled into the child: its slot, its device and the settings."""
-
-    slot: int
-    device: str
-    settings: Any  # service.config.Settings (pydantic, picklable)
-    threads: int
+BACKEND_STAGES = ("detect", "landmarks", "bake")
+GPU_ENCODER_PROCESSES = 4  # fpng: ~40 PNG/s per process; four keep up with a GPU's batches
 
 
 class WorkerLoop:
-    """Batch, decode, reconstruct, hand results to the encoder threads; one instance per process."""
+    """Batch, decode, reconstruct, hand results to the encoders; one instance per process."""
 
-    def __init__(self, spec: WorkerSpec, jobs: Connection, send: Callable[[object], None]) -> None:
-        from face3d.service.engine_factory import build_engine
+    def __init__(self, spec: WorkerSpec, receive: Callable[[float], object], send: Callable[[object], None]):
+        from face3d.service.backend_factory import build_backend
 
         self.spec = spec
         self.settings = spec.settings
         self.send = send
-        self.engine = build_engine(self.settings, spec.device)
+        self.pipeline = Pipeline(build_backend(self.settings, spec.device), self.settings.max_pixels)
         self.batcher: Batcher[Job] = Batcher(
-            self._receiver(jobs),
-            self.settings.max_batch,
-            self.settings.max_wait_ms / 1000.0,
-            lambda j: j.deadline,
+            receive, self.settings.max_batch, self.settings.max_wait_ms / 1000.0, lambda j: j.deadline
         )
         self.decoders = ThreadPoolExecutor(max(1, spec.threads), thread_name_prefix="decode")
         self._encoding: dict[str, dict[str, float]] = {}  # job id -> its timings, while encoding
-        self.encoders = EncoderPool(self._encoder_count(), self._encoded)
+        self.encoders = EncoderPool(self._encoder_count(), self.settings, self._encoded)
         self.model_info: dict[str, Any] = {}
 
-    @staticmethod
-    def _receiver(jobs: Connection) -> Callable[[float], object]:
-        def receive(timeout: float) -> object:
-            try:
-                if not jobs.poll(timeout):
-                    raise queue.Empty
-                return jobs.recv()
-            except (EOFError, OSError):  # the API process is gone: stop like on STOP
-                return STOP
-
-        return receive
-
     def warmup(self) -> float:
-        seconds = self.engine.warmup(uv_sizes=(self.settings.uv_size,))
-        self.model_info = self.engine.model_info()
+        seconds = self.pipeline.backend.warmup((self.settings.uv_size,))
+        self.model_info = self.pipeline.backend.describe()
         return seconds
 
     def run(self) -> None:
@@ -152,30 +85,24 @@ class WorkerLoop:
 
     def process(self, jobs: list[Job]) -> None:
         started = time.monotonic()
-        for (uv_size, all_faces), group in group_by(
-            jobs, lambda j: (j.options.uv_size, j.options.all_faces)
-        ).items():
-            self._process_group(group, uv_size, all_faces, started)
+        for group in group_by(jobs, lambda j: j.options.batch_key).values():
+            self._process_group(group, started)
         self.send(BatchDone(len(jobs), self._vram()))
 
     def _decode(self, job: Job, started: float) -> tuple[Job, np.ndarray | Problem, dict[str, float]]:
-        from face3d.models.imageio import ImageError, decode_image
-
         t0 = time.monotonic()
         timings = {"queue": (started - job.admitted) * 1000.0}
         try:
-            image = decode_image(job.data, max_pixels=self.settings.max_pixels)
-        except ImageError as exc:
-            return job, Problem(exc.kind, str(exc)), timings
+            image: np.ndarray | Problem = self.pipeline.decode(job.data)
+        except ModelError as exc:
+            image = problem_from_error(exc)
         except Exception as exc:  # a decoder bug must fail this image, never the worker
-            detail = f"the image could not be decoded ({type(exc).__name__})"
-            return job, Problem("invalid-image", detail), timings
+            image = Problem("invalid-image", f"the image could not be decoded ({type(exc).__name__})")
         timings["decode"] = (time.monotonic() - t0) * 1000.0
         return job, image, timings
 
-    def _process_group(self, jobs: list[Job], uv_size: int, all_faces: bool, started: float) -> None:
+    def _process_group(self, jobs: list[Job], started: float) -> None:
         ready: list[tuple[Job, np.ndarray, dict[str, float]]] = []
-        # Pillow releases the GIL while decoding: a batch decodes on all of this worker's cores.
         for job, image, timings in self.decoders.map(lambda j: self._decode(j, started), jobs):
             if isinstance(image, Problem):
                 self.send(JobDone(job.id, timings_ms=timings, problem=image))
@@ -184,42 +111,36 @@ class WorkerLoop:
         if not ready:
             return
         try:
-            recs = self.engine.reconstruct(
-                [image for _, image, _ in ready], uv_size=uv_size, all_faces=all_faces
-            )
+            recs = self.pipeline.reconstruct([image for _, image, _ in ready], ready[0][0].options)
         except Exception:  # e.g. CUDA OOM: fail these jobs, keep the worker serving
-            detail = traceback.format_exc(limit=1).strip().splitlines()[-1]
+            traceback.print_exc()
             for job, _, timings in ready:
-                self.send(JobDone(job.id, timings_ms=timings, problem=Problem("internal", detail)))
+                problem = Problem("internal", "the reconstruction failed")
+                self.send(JobDone(job.id, timings_ms=timings, problem=problem))
             return
         for (job, image, timings), rec in zip(ready, recs, strict=True):
-            # The engine already reports each image's share of the batch's stage times.
-            timings.update({k: v for k, v in rec.timings_ms.items() if k in ENGINE_STAGES})
+            # The backend already reports each image's share of the batch's stage times.
+            timings.update({k: v for k, v in rec.timings_ms.items() if k in BACKEND_STAGES})
             if not rec.faces:
-                self.send(
-                    JobDone(job.id, timings_ms=timings, problem=Problem("no-face", "no face was detected"))
-                )
+                problem = Problem("no-face", "no face was detected")
+                self.send(JobDone(job.id, timings_ms=timings, problem=problem))
                 continue
             self._encoding[job.id] = timings
-            opts = job.options
-            preview = image if "preview" in opts.formats else None  # the photo is big: send it only if used
-            self.encoders.submit(
-                EncodeTask(job.id, rec, preview, opts.formats, opts.texture_format, self.model_info)
-            )
+            preview = image if "preview" in job.options.formats else None  # big: send only if used
+            light = dataclasses.replace(job, data=b"")  # the upload is decoded: never ship it again
+            self.encoders.submit(EncodeTask(light, rec, preview, self.model_info))
 
     def _encoder_count(self) -> int:
-        """encode_processes, else 0 (threads) on CPU and four processes per GPU (fpng: ~40 PNG/s each)."""
+        """encode_processes, else threads (0) on CPU and processes on a GPU, where spare cores wait."""
         if self.settings.encode_processes:
             return self.settings.encode_processes
-        return 4 if self.spec.device.startswith("cuda") else 0
+        return GPU_ENCODER_PROCESSES if self.spec.device.startswith("cuda") else 0
 
     def _encoded(self, done: Encoded) -> None:
         timings = self._encoding.pop(done.job_id)
-        if done.error:
-            self.send(JobDone(done.job_id, timings_ms=timings, problem=Problem("internal", done.error)))
-            return
-        timings["encode"] = done.encode_ms
-        self.send(JobDone(done.job_id, files=done.files, summary=done.summary, timings_ms=timings))
+        if done.problem is None:
+            timings["encode"] = done.encode_ms
+        self.send(JobDone(done.job_id, done.summary, done.artifact, timings, done.problem))
 
     def _vram(self) -> dict[str, int] | None:
         """Allocator numbers for this worker's device; host-side counters, no device sync."""
@@ -233,6 +154,18 @@ class WorkerLoop:
             "reserved": torch.cuda.memory_reserved(dev),
             "peak": torch.cuda.max_memory_allocated(dev),
         }
+
+
+def _receiver(jobs: Connection) -> Callable[[float], object]:
+    def receive(timeout: float) -> object:
+        try:
+            if not jobs.poll(timeout):
+                raise queue.Empty
+            return jobs.recv()
+        except (EOFError, OSError):  # the API process is gone: stop like on STOP
+            return STOP
+
+    return receive
 
 
 def worker_main(spec: WorkerSpec, jobs: Connection, results: Connection) -> None:
@@ -249,10 +182,10 @@ def worker_main(spec: WorkerSpec, jobs: Connection, results: Connection) -> None
         torch.set_num_threads(spec.threads)
         if spec.device.startswith("cuda"):
             torch.cuda.set_device(torch.device(spec.device))
-        loop = WorkerLoop(spec, jobs, send)
-        compile_s = loop.warmup()
+        loop = WorkerLoop(spec, _receiver(jobs), send)
+        warmup_s = loop.warmup()
     except Exception:
         send(WorkerFailed(traceback.format_exc()))  # the parent logs it; exit without a second traceback
         raise SystemExit(1) from None
-    send(WorkerReady(os.getpid(), spec.device, compile_s, loop.model_info))
+    send(WorkerReady(os.getpid(), spec.device, warmup_s, loop.model_info))
     loop.run()

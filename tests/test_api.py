@@ -37,7 +37,7 @@ from PIL import Image
 
 from face3d.service.auth import mint_token
 from face3d.service.config import Settings, load_settings
-from tests.photos import photo_bytes
+from scripts.photos import photo_bytes
 
 pytestmark = pytest.mark.slow
 

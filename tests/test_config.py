@@ -10,7 +10,8 @@ import pytest
 import torch
 import yaml
 
-from face3d.service.config import ConfigError, Settings, available_cpus, load_settings
+from face3d.service.config import ConfigError, Settings, load_settings
+from face3d.service.devices import DeviceError, available_cpus, threads_per_worker, worker_devices
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "k" * 40
@@ -138,22 +139,21 @@ def test_settings_are_frozen_and_survive_pickling() -> None:
 
 
 def test_worker_devices(monkeypatch: pytest.MonkeyPatch) -> None:
-    base = {"jwt_secret": SECRET}
-    assert load_settings(devices="cpu", cpu_workers=3, **base).worker_devices() == ["cpu"] * 3
+    assert worker_devices("cpu", 3) == ["cpu"] * 3
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
-    assert load_settings(devices="auto", cpu_workers=2, **base).worker_devices() == ["cpu", "cpu"]
-    with pytest.raises(ConfigError, match="not visible"):
-        load_settings(devices="cuda:0", **base).worker_devices()
+    assert worker_devices("auto", 2) == ["cpu", "cpu"]
+    with pytest.raises(DeviceError, match="not visible"):
+        worker_devices("cuda:0")
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    assert load_settings(devices="AUTO", **base).worker_devices() == ["cuda:0", "cuda:1"]
-    assert load_settings(devices="cuda:1", **base).worker_devices() == ["cuda:1"]
-    with pytest.raises(ConfigError, match="cuda:2"):
-        load_settings(devices="cuda:0,cuda:2", **base).worker_devices()
+    assert worker_devices(load_settings(devices="AUTO", jwt_secret=SECRET).devices) == ["cuda:0", "cuda:1"]
+    assert worker_devices("cuda:1") == ["cuda:1"]
+    with pytest.raises(DeviceError, match="cuda:2"):
+        worker_devices("cuda:0,cuda:2")
 
 
 def test_threads_per_worker() -> None:
     cores = available_cpus()
     assert 1 <= cores <= len(os.sched_getaffinity(0))
-    assert load_settings(jwt_secret=SECRET, torch_threads=3).threads_per_worker(4) == 3
-    assert load_settings(jwt_secret=SECRET).threads_per_worker(1) == cores
-    assert load_settings(jwt_secret=SECRET).threads_per_worker(cores * 2) == 1
+    assert threads_per_worker(3, 4) == 3
+    assert threads_per_worker(0, 1) == cores
+    assert threads_per_worker(0, cores * 2) == 1

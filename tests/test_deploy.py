@@ -96,10 +96,20 @@ def docker_env(name: str) -> dict[str, str]:
 
 
 def app_paths(tmp_path: Path) -> set[str]:
-    from face3d.service.api import create_app
+    from face3d.service.app import create_app
 
     app = create_app(Settings(auth_disabled_dev=True, results_dir=tmp_path / "results"))
-    return {route.path for route in app.routes}
+
+    def paths(routes: list) -> set[str]:  # FastAPI >= 0.16x wraps included routers lazily
+        found = set()
+        for route in routes:
+            if hasattr(route, "path"):
+                found.add(route.path)
+            elif hasattr(route, "original_router"):
+                found |= paths(route.original_router.routes)
+        return found
+
+    return paths(app.routes)
 
 
 def exported_metric_names() -> dict[str, str]:

@@ -16,7 +16,7 @@ from face3d.models.detector import (
     select_faces,
     ssd_anchor_centres,
 )
-from tests.photos import PHOTO_NAMES, photo
+from scripts.photos import PHOTO_NAMES, photo
 
 
 @pytest.fixture(scope="module")

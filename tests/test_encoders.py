@@ -1,17 +1,34 @@
-"""Encoders in threads and in processes produce the same files; failures come back as data."""
+"""Encoders in threads and in processes build the same files, store them where they are encoded and
+answer with a summary only; failures come back as data."""
 
 from __future__ import annotations
 
+import io
 import threading
+import zipfile
+from pathlib import Path
 
 import pytest
 
 from face3d.models.engine import Engine
-from face3d.service.encoders import Encoded, EncoderPool, EncodeTask
-from tests.photos import photo
+from face3d.models.pipeline import ReconstructOptions
+from face3d.service.config import Settings, load_settings
+from face3d.service.encoders import EncoderPool
+from face3d.service.protocol import Encoded, EncodeTask, Job
+from face3d.service.storage import make_store
+from scripts.photos import photo
 
 
-def _run(processes: int, tasks: list[EncodeTask]) -> dict[str, Encoded]:
+def _settings(tmp_path: Path) -> Settings:
+    return load_settings(auth_disabled_dev=True, results_dir=tmp_path / "results")
+
+
+def _job(job_id: str, formats: set[str], artifact: str | None = None, texture: str = "png") -> Job:
+    options = ReconstructOptions(uv_size=256, formats=frozenset(formats), texture_format=texture)  # type: ignore[arg-type]
+    return Job(job_id, b"", options, 0.0, 0.0, tenant="alice", ttl_s=60, artifact=artifact)  # type: ignore[arg-type]
+
+
+def _run(processes: int, settings: Settings, tasks: list[EncodeTask]) -> dict[str, Encoded]:
     results: dict[str, Encoded] = {}
     all_done = threading.Event()
 
@@ -20,7 +37,7 @@ def _run(processes: int, tasks: list[EncodeTask]) -> dict[str, Encoded]:
         if len(results) == len(tasks):
             all_done.set()
 
-    pool = EncoderPool(processes, on_done, depth=1)
+    pool = EncoderPool(processes, settings, on_done, depth=1)
     try:
         for task in tasks:
             pool.submit(task)
@@ -31,25 +48,39 @@ def _run(processes: int, tasks: list[EncodeTask]) -> dict[str, Encoded]:
 
 
 @pytest.mark.parametrize("processes", [0, 2])
-def test_encoders_build_every_file(engine: Engine, processes: int) -> None:
+def test_encoders_store_files_and_answer_a_summary(engine: Engine, tmp_path: Path, processes: int) -> None:
+    settings = _settings(tmp_path)
     image = photo("astronaut")
     (rec,) = engine.reconstruct([image], uv_size=256)
-    info = engine.model_info()
+    info = {"backend": "facemesh", **engine.model_info()}
     tasks = [
-        EncodeTask("a", rec, image, frozenset({"obj", "glb", "json", "preview"}), "png", info),
-        EncodeTask("b", rec, None, frozenset({"png"}), "jpeg", info),
-        EncodeTask("bad", rec, None, frozenset({"preview"}), "png", info),  # preview needs the photo
+        EncodeTask(_job("a" * 32, {"obj", "glb", "json", "preview"}), rec, image, info),
+        EncodeTask(_job("b" * 32, {"png"}, texture="jpeg"), rec, None, info),
+        EncodeTask(_job("c" * 32, {"preview"}), rec, None, info),  # the preview needs the photo
+        EncodeTask(_job("d" * 32, {"glb"}, artifact="glb"), rec, None, info),
     ]
-    results = _run(processes, tasks)
+    results = _run(processes, settings, tasks)
+    store = make_store(settings)
     expected = {"face.obj", "face.mtl", "face.png", "face.glb", "result.json", "preview.png"}
-    assert expected <= set(results["a"].files)
-    assert results["a"].summary["faces"][0]["score"] == pytest.approx(rec.faces[0].score, abs=1e-4)
-    assert results["a"].encode_ms > 0 and results["a"].error is None
-    assert set(results["b"].files) == {"face.jpg"}
-    assert results["bad"].error and results["bad"].error.startswith("encoding failed")
+    summary = results["a" * 32].summary
+    assert summary is not None and expected <= set(summary.files)
+    assert summary.faces[0].score == pytest.approx(rec.faces[0].score, abs=1e-4)
+    assert store.get("a" * 32, "face.glb", "alice")[:4] == b"glTF"  # stored by the encoder
+    assert results["a" * 32].encode_ms > 0 and results["a" * 32].problem is None
+    assert results["b" * 32].summary is not None and results["b" * 32].summary.files == ["face.jpg"]
+    assert results["c" * 32].problem is not None and results["c" * 32].problem.slug == "internal"
+    artifact = results["d" * 32].artifact
+    assert artifact is not None and artifact.data[:4] == b"glTF" and results["d" * 32].summary is None
 
 
-def test_processes_and_threads_agree(engine: Engine) -> None:
+def test_processes_and_threads_agree(engine: Engine, tmp_path: Path) -> None:
     (rec,) = engine.reconstruct([photo("face_001")], uv_size=256)
-    task = EncodeTask("x", rec, None, frozenset({"obj", "glb"}), "png", engine.model_info())
-    assert _run(0, [task])["x"].files == _run(1, [task])["x"].files
+    task = EncodeTask(_job("x" * 32, {"obj", "glb"}, artifact="zip"), rec, None, engine.model_info())
+    by_threads = _run(0, _settings(tmp_path), [task])["x" * 32].artifact
+    by_processes = _run(1, _settings(tmp_path), [task])["x" * 32].artifact
+    assert by_threads is not None and by_processes is not None
+    with (
+        zipfile.ZipFile(io.BytesIO(by_threads.data)) as a,
+        zipfile.ZipFile(io.BytesIO(by_processes.data)) as b,
+    ):
+        assert a.namelist() == b.namelist() and all(a.read(n) == b.read(n) for n in a.namelist())

@@ -9,7 +9,7 @@ from PIL import Image
 
 from face3d.models.engine import Engine
 from face3d.service.config import default_cache_dir
-from tests.photos import PHOTO_NAMES, photo
+from scripts.photos import PHOTO_NAMES, photo
 
 
 def _side_by_side(left: np.ndarray, right: np.ndarray, height: int = 512) -> np.ndarray:

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from face3d.models.imageio import ALPHA_BACKGROUND, ImageError, ImageInfo, decode_image, sniff
-from tests.photos import photo_bytes
+from scripts.photos import photo_bytes
 
 MAX = 40_000_000
 

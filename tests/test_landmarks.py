@@ -26,7 +26,7 @@ from face3d.models.landmarks import (
     load_face_mesh,
     to_image_space,
 )
-from tests.photos import PHOTO_NAMES, photo
+from scripts.photos import PHOTO_NAMES, photo
 
 REFERENCE = Path(__file__).parent / "data" / "mediapipe_reference.json"
 MEDIAN_TOLERANCE_PX = 1.5

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import trimesh
 
-from tests.photos import photo_bytes
+from scripts.photos import photo_bytes
 
 
 def face3d(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess:

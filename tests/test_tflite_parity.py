@@ -24,7 +24,7 @@ from PIL import Image
 from face3d.models.assets import asset_path
 from face3d.models.tflite import load_tflite
 from face3d.service.config import default_cache_dir
-from tests.photos import PHOTO_NAMES, photo
+from scripts.photos import PHOTO_NAMES, photo
 
 DETECTOR, MESH_468, MESH_478 = (
     "face_detection_short_range.tflite",
@@ -282,12 +282,12 @@ def test_unsupported_op_is_named(tmp_path: Path) -> None:
         for c in flat.operatorCodes
         if max(c.builtinCode, c.deprecatedBuiltinCode) == schema.BuiltinOperator.RELU
     )
-    relu.builtinCode = relu.deprecatedBuiltinCode = schema.BuiltinOperator.LOGISTIC
+    relu.builtinCode = relu.deprecatedBuiltinCode = schema.BuiltinOperator.TANH
     builder = flatbuffers.Builder(0)
     builder.Finish(flat.Pack(builder), file_identifier=b"TFL3")
-    path = tmp_path / "logistic.tflite"
+    path = tmp_path / "tanh.tflite"
     path.write_bytes(bytes(builder.Output()))
-    with pytest.raises(NotImplementedError, match="LOGISTIC"):
+    with pytest.raises(NotImplementedError, match="TANH"):
         load_tflite(path)
 
 

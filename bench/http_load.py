@@ -1,9 +1,10 @@
 """HTTP load benchmark: latency percentiles and throughput of POST /v1/reconstruct per concurrency level.
 
-    python bench/http.py                       # starts `face3d serve` itself (devices auto, compile on)
-    python -m bench.http ...                   # the same
-    python bench/http.py --no-compile --devices cpu --levels 1,8 --requests 32
-    python bench/http.py --url http://host:8000 --token "$TOKEN" --json out.json
+    python -m bench.http_load                  # starts `face3d serve` itself (devices auto, compile on)
+    python -m bench.http_load --no-compile --devices cpu --levels 1,8 --requests 32
+    python -m bench.http_load --url http://host:8000 --token "$TOKEN" --json out.json
+
+(Run it as a module from the repository root, like bench/engine.py, so that ``scripts.photos`` imports.)
 
 Each level runs a closed loop: ``concurrency`` clients, each sending the next request as soon as its
 previous answer arrives, until ``--requests`` answers or ``--seconds`` have passed. The image is the
@@ -12,19 +13,7 @@ Non-200 answers are counted per status (503/504 show where admission control kic
 left out of the latency percentiles.
 """
 
-# ruff: noqa: E402  -- the imports below must follow the sys.path fix
-
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# This file is called http.py: when run as a script its folder leads sys.path and would shadow the
-# standard library's `http` (which httpx imports). Swap that folder for the repository root.
-ROOT = Path(__file__).resolve().parents[1]
-if sys.path and Path(sys.path[0] or ".").resolve() == ROOT / "bench":
-    sys.path.pop(0)
-sys.path.insert(0, str(ROOT))
 
 import argparse
 import asyncio
@@ -35,11 +24,13 @@ import secrets
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -47,9 +38,9 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from face3d.service.auth import mint_token
-from face3d.service.config import load_settings
-from tests.photos import photo
+from scripts.photos import photo
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -121,8 +112,19 @@ def free_port() -> int:
 
 
 @contextmanager
-def local_server(args: argparse.Namespace):
-    """Start `face3d serve` with a throw-away config and secret; yield (url, token); SIGTERM it after."""
+def local_server(
+    args: argparse.Namespace,
+    *,
+    module: str = "face3d.service.cli",
+    cwd: Path = ROOT,
+    extra_config: dict[str, Any] | None = None,
+    extra_env: dict[str, str] | None = None,
+):
+    """Start `face3d serve` with a throw-away config and secret; yield (url, token); SIGTERM it after.
+
+    ``module``, ``cwd``, ``extra_config`` and ``extra_env`` let bench/pipe_bytes.py start an older
+    checkout (``service.cli`` run from its own folder) with its byte counters switched on.
+    """
     with tempfile.TemporaryDirectory(prefix="face3d-bench-") as tmp:
         port = free_port()
         config = {
@@ -131,12 +133,14 @@ def local_server(args: argparse.Namespace):
             "uv_size": args.uv_size, "max_uv_size": max(4096, args.uv_size),
             "max_queue": args.max_queue, "results_dir": f"{tmp}/results", "log_level": "warning",
             "jwt_secret": secrets.token_urlsafe(48), "quota_rate_per_s": 1e6, "quota_burst": 1_000_000,
+            **(extra_config or {}),
         }  # fmt: skip
         path = Path(tmp) / "api_config.yaml"
         path.write_text(yaml.safe_dump(config))
         env = {k: v for k, v in os.environ.items() if not k.startswith("FACE3D_") or k == "FACE3D_CACHE_DIR"}
+        env.update(extra_env or {})
         process = subprocess.Popen(
-            [sys.executable, "-m", "face3d.service.cli", "serve", "--config", str(path)], cwd=ROOT, env=env
+            [sys.executable, "-m", module, "serve", "--config", str(path)], cwd=cwd, env=env
         )
         url = f"http://127.0.0.1:{port}"
         try:
@@ -148,8 +152,13 @@ def local_server(args: argparse.Namespace):
                     raise SystemExit(f"server not ready after {args.ready_timeout} s")
                 time.sleep(0.5)
             print(f"server ready in {time.monotonic() - started:.1f} s", file=sys.stderr)
-            settings = load_settings(path)
-            yield url, mint_token(settings, "bench", ["reconstruct", "results:read"], 3600)
+            # The server's own `token` command signs it, so an older checkout gets a token it accepts.
+            token = subprocess.run(
+                [sys.executable, "-m", module, "token", "--config", str(path), "--sub", "bench",
+                 "--scope", "reconstruct", "--scope", "results:read", "--ttl", "1h"],
+                cwd=cwd, env=env, check=True, capture_output=True, text=True,
+            ).stdout.split()[-1]  # fmt: skip
+            yield url, token
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(120)

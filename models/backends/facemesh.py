@@ -1,0 +1,57 @@
+"""Backend ``facemesh``: MediaPipe's detector and face-mesh nets rebuilt in torch, a 468-vertex face
+mesh posed by a similarity fit and textured from the photo (models/engine.py does the work)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from face3d.models.backends.base import ReconstructionBackend
+from face3d.models.backends.registry import register
+from face3d.models.engine import Engine
+from face3d.models.reconstruction import Reconstruction
+from face3d.models.topology import Topology, load_topology
+
+
+@register
+class FacemeshBackend(ReconstructionBackend):
+    """The MediaPipe face mesh as the result mesh: fast, a face mask (no head, open eyes and mouth)."""
+
+    name = "facemesh"
+
+    engine: Engine | None = None
+
+    @classmethod
+    def load_topology(cls) -> Topology:
+        return load_topology()
+
+    def load(self, device: str) -> None:
+        cfg = self.config
+        self.engine = Engine(
+            cache_dir=cfg.cache_dir,
+            device=device,
+            compile=cfg.compile,
+            buckets=cfg.buckets,
+            dtype=getattr(torch, cfg.dtype),
+            landmark_model=cfg.landmark_model,
+            max_faces=cfg.max_faces,
+        )
+
+    def _engine(self) -> Engine:
+        if self.engine is None:
+            raise RuntimeError("load() the backend on a device first")
+        return self.engine
+
+    def warmup(self, uv_sizes: Sequence[int]) -> float:
+        return self._engine().warmup(uv_sizes=tuple(uv_sizes))
+
+    def reconstruct(
+        self, images: Sequence[np.ndarray], uv_size: int, all_faces: bool
+    ) -> list[Reconstruction]:
+        return self._engine().reconstruct(images, uv_size=uv_size, all_faces=all_faces)
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, **self._engine().model_info()}

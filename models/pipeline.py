@@ -1,0 +1,175 @@
+"""One pipeline for the service's workers and the CLI: decode -> backend.reconstruct -> export.
+
+``ReconstructOptions`` holds every per-request choice with its rules and defaults in one place; the
+API, the worker and ``face3d reconstruct``/``face3d batch`` all build it here, so a texture size or
+format means the same thing everywhere. The three stages stay separate functions because the
+service runs them in different places (decode on the worker's threads, reconstruct batched on the
+device, export in encoder threads or processes); ``Pipeline.run`` chains them for the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from face3d.models.errors import ModelError, NoFaceError, OptionsError
+from face3d.models.export import FORMATS, TEXTURE_EXT, TextureFormat, export_files, result_json
+from face3d.models.imageio import decode_image
+from face3d.models.reconstruction import Reconstruction
+from face3d.models.topology import Topology
+
+if TYPE_CHECKING:  # the options above are read by the API process, which never imports torch
+    from face3d.models.backends import ReconstructionBackend
+
+MIN_UV_SIZE = 256
+MAX_UV_SIZE = 4096
+DEFAULT_UV_SIZE = 2048
+DEFAULT_FORMATS = frozenset({"obj", "png", "glb", "json"})
+"""What a request gets when it names no formats (the preview, a photo-sized PNG, is opt-in)."""
+ALL_FORMATS = FORMATS
+
+
+def check_uv_size(size: int, largest: int = MAX_UV_SIZE, name: str = "uv_size") -> None:
+    """Texture sizes are powers of two from 256 to ``largest``: one cached texel map per size, so a
+    client cannot make a worker build (and keep) a new map per request."""
+    if not isinstance(size, int) or not MIN_UV_SIZE <= size <= largest or size & (size - 1):
+        raise OptionsError(f"{name} must be a power of two from {MIN_UV_SIZE} to {largest}, got {size}")
+
+
+def parse_formats(formats: str | Iterable[str]) -> frozenset[str]:
+    """``"obj,png"`` or an iterable of names -> a validated, non-empty set of output formats."""
+    names = formats.split(",") if isinstance(formats, str) else list(formats)
+    chosen = frozenset(name.strip() for name in names if name.strip())
+    if not chosen or chosen - ALL_FORMATS:
+        raise OptionsError(f"formats must be a comma list from {','.join(sorted(ALL_FORMATS))}")
+    return chosen
+
+
+@dataclass(frozen=True)
+class ReconstructOptions:
+    """What one reconstruction produces. Frozen and picklable: it travels to the worker unchanged.
+
+    Jobs with equal ``batch_key`` share one backend call.
+    """
+
+    uv_size: int = DEFAULT_UV_SIZE
+    formats: frozenset[str] = DEFAULT_FORMATS
+    texture_format: TextureFormat = "png"
+    all_faces: bool = False
+
+    def __post_init__(self) -> None:
+        check_uv_size(self.uv_size)
+        object.__setattr__(self, "formats", parse_formats(self.formats))
+        if self.texture_format not in TEXTURE_EXT:
+            raise OptionsError(f"texture must be one of {','.join(sorted(TEXTURE_EXT))}")
+
+    @classmethod
+    def parse(
+        cls,
+        *,
+        uv_size: int | None = None,
+        formats: str | Iterable[str] | None = None,
+        texture_format: str = "png",
+        all_faces: bool = False,
+        default_uv_size: int = DEFAULT_UV_SIZE,
+        max_uv_size: int = MAX_UV_SIZE,
+        uv_size_name: str = "uv_size",
+    ) -> ReconstructOptions:
+        """Options from user input: ``None`` takes the default; a deployment may lower the size cap."""
+        size = default_uv_size if uv_size is None else uv_size
+        check_uv_size(size, max_uv_size, uv_size_name)
+        chosen = DEFAULT_FORMATS if formats is None else parse_formats(formats)
+        return cls(size, chosen, texture_format, all_faces)  # type: ignore[arg-type]
+
+    @property
+    def batch_key(self) -> tuple[int, bool]:
+        return self.uv_size, self.all_faces
+
+
+@dataclass
+class Exported:
+    """One image's files by name and its result document (the content of result.json)."""
+
+    files: dict[str, bytes]
+    document: dict[str, Any]
+    encode_ms: float = 0.0
+
+
+def export_result(
+    rec: Reconstruction,
+    image: np.ndarray | None,
+    options: ReconstructOptions,
+    topology: Topology,
+    model_info: dict[str, Any],
+) -> Exported:
+    """Files and result document of one reconstruction; raises NoFaceError when it found none.
+
+    Standalone (no backend needed) so encoder processes can run it with only the topology.
+    ``image`` is needed only for the preview.
+    """
+    if not rec.faces:
+        raise NoFaceError("no face was detected")
+    if "preview" in options.formats and image is None:
+        raise ValueError("the preview needs the photo")
+    start = time.monotonic()
+    files = export_files(rec, image, topology, options.formats, options.texture_format, model_info)
+    # The document is result.json's when one was written (same content, incl. the export time).
+    raw = files.get("result.json")
+    document = json.loads(raw) if raw is not None else result_json(rec, model_info, list(files))
+    return Exported(files, document, (time.monotonic() - start) * 1000.0)
+
+
+@dataclass
+class PipelineItem:
+    """The outcome of one input of ``Pipeline.run``: exported files, or the error that stopped it."""
+
+    exported: Exported | None = None
+    error: ModelError | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class Pipeline:
+    """decode -> reconstruct -> export over one loaded backend; the CLI's engine, the worker's stages."""
+
+    def __init__(self, backend: ReconstructionBackend, max_pixels: int) -> None:
+        self.backend = backend
+        self.max_pixels = max_pixels
+
+    def decode(self, data: bytes) -> np.ndarray:
+        """Untrusted bytes -> RGB array; raises ImageError (a ModelError) with a one-line message."""
+        return decode_image(data, max_pixels=self.max_pixels)
+
+    def reconstruct(self, images: Sequence[np.ndarray], options: ReconstructOptions) -> list[Reconstruction]:
+        """One batched backend call for images that share ``options.batch_key``."""
+        return self.backend.reconstruct(images, uv_size=options.uv_size, all_faces=options.all_faces)
+
+    def export(self, rec: Reconstruction, image: np.ndarray | None, options: ReconstructOptions) -> Exported:
+        return export_result(rec, image, options, self.backend.topology, self.backend.describe())
+
+    def run(self, inputs: Sequence[bytes], options: ReconstructOptions) -> list[PipelineItem]:
+        """Every stage for a group of encoded images; one item per input, in order, never raising a
+        ModelError (a bad image fails only itself)."""
+        items = [PipelineItem() for _ in inputs]
+        ready: list[tuple[int, np.ndarray]] = []
+        for index, data in enumerate(inputs):
+            start = time.monotonic()
+            try:
+                ready.append((index, self.decode(data)))
+            except ModelError as exc:
+                items[index].error = exc
+            items[index].timings_ms["decode"] = (time.monotonic() - start) * 1000.0
+        if not ready:
+            return items
+        recs = self.reconstruct([image for _, image in ready], options)
+        for (index, image), rec in zip(ready, recs, strict=True):
+            items[index].timings_ms.update(rec.timings_ms)
+            try:
+                items[index].exported = self.export(rec, image, options)
+            except ModelError as exc:
+                items[index].error = exc
+        return items

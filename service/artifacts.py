@@ -1,0 +1,43 @@
+"""Media types of result files and the one-file artifacts (``?format=glb|obj|zip``) streamed back.
+
+Built where the files are encoded (an encoder thread or process), never on the API's event loop.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+from face3d.service.protocol import Artifact, ArtifactKind
+
+MEDIA_TYPES = {
+    ".glb": "model/gltf-binary",
+    ".obj": "model/obj",
+    ".mtl": "model/mtl",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".json": "application/json",
+    ".zip": "application/zip",
+}
+
+
+def media_type(name: str) -> str:
+    return MEDIA_TYPES.get(name[name.rfind(".") :], "application/octet-stream")
+
+
+def zip_bytes(files: dict[str, bytes]) -> bytes:
+    """One in-memory zip; images are stored as they are (already compressed), text is deflated."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in files.items():
+            packed = name.endswith((".png", ".jpg", ".glb"))
+            zf.writestr(name, data, compress_type=zipfile.ZIP_STORED if packed else zipfile.ZIP_DEFLATED)
+    return buf.getvalue()
+
+
+def build_artifact(kind: ArtifactKind, files: dict[str, bytes]) -> Artifact:
+    """The (largest) face's GLB or OBJ, or a zip of OBJ, MTL, texture and result.json."""
+    if kind == "zip":
+        return Artifact("face.zip", media_type(".zip"), zip_bytes(files))
+    name = next(n for n in files if n.endswith(f".{kind}"))
+    return Artifact(name, media_type(name), files[name])

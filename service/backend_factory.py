@@ -1,0 +1,37 @@
+"""Build the configured reconstruction backend from Settings: the one place config meets models/.
+
+The worker processes and the CLI commands both call this, so a config key means the same thing
+everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from face3d.models.backends import BackendConfig, ReconstructionBackend, create_backend
+
+
+def backend_config(settings: Any, compile_model: bool | None = None) -> BackendConfig:
+    """The backend's config from ``settings`` (compile follows settings unless given)."""
+    return BackendConfig(
+        cache_dir=settings.weights_cache_dir,
+        compile=settings.compile if compile_model is None else compile_model,
+        buckets=tuple(settings.batch_buckets),
+        dtype=settings.dtype,
+        max_faces=settings.max_faces,
+        landmark_model=settings.landmark_model,
+    )
+
+
+def build_backend(settings: Any, device: str, compile_model: bool | None = None) -> ReconstructionBackend:
+    """The ``settings.backend`` backend, loaded on ``device``.
+
+    ``compile_cache_dir`` becomes inductor's cache (unless the environment already names one), so a
+    restarted worker or a new pod on the same volume reuses compiled kernels instead of recompiling.
+    """
+    if settings.compile_cache_dir:
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(settings.compile_cache_dir))
+    backend = create_backend(settings.backend, backend_config(settings, compile_model))
+    backend.load(device)
+    return backend

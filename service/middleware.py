@@ -1,0 +1,85 @@
+"""Pure ASGI middleware: request id in and out, in-flight gauge, latency by route template, one log
+line per request, and face3d_errors_total for every problem answer whichever layer raised it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from face3d.service import logs, metrics
+from face3d.service.problems import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
+
+log = logging.getLogger("face3d.api")
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_QUIET_ROUTES = ("/livez", "/readyz", "/metrics")
+
+
+class RequestContext:
+    """Pure ASGI middleware: request id in and out, in-flight gauge, latency by route template.
+
+    Pure ASGI rather than ``BaseHTTPMiddleware`` so the upload stream reaches the route untouched.
+    The route template (``/v1/results/{result_id}/{name}``) keeps the metric's label set bounded.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if _REQUEST_ID.fullmatch(given) else logs.new_request_id()
+        token = logs.request_id.set(request_id)
+        status = 500
+        start = time.perf_counter()
+
+        problem = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, problem
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = MutableHeaders(scope=message)
+                headers.append("X-Request-ID", request_id)
+                problem = headers.get("content-type", "").startswith(PROBLEM_MEDIA_TYPE)
+            elif message["type"] == "http.response.body" and problem:
+                problem = False
+                count_problem(message.get("body", b""))
+            await send(message)
+
+        metrics.INFLIGHT.inc()
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            metrics.INFLIGHT.dec()
+            route = scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            elapsed = time.perf_counter() - start
+            metrics.REQUEST_DURATION.labels(route=template, status=str(status)).observe(elapsed)
+            if template not in _QUIET_ROUTES:
+                log.info(
+                    "request",
+                    extra={
+                        "method": scope["method"],
+                        "route": template,
+                        "status": status,
+                        "ms": round(elapsed * 1e3, 1),
+                    },
+                )
+            logs.request_id.reset(token)
+
+
+def count_problem(body: bytes) -> None:
+    """face3d_errors_total{type}: every problem answer is counted here, whichever layer raised it."""
+    try:
+        slug = str(json.loads(body)["type"]).rsplit("/", 1)[-1]
+    except (ValueError, KeyError, TypeError):
+        slug = "unknown"
+    metrics.ERRORS.labels(type=slug).inc()
