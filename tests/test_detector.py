@@ -16,12 +16,13 @@ from face3d.models.detector import (
     select_faces,
     ssd_anchor_centres,
 )
+from face3d.service.config import default_cache_dir
 from scripts.photos import PHOTO_NAMES, photo
 
 
 @pytest.fixture(scope="module")
 def detector() -> FaceDetector:
-    return load_face_detector().eval()
+    return load_face_detector(default_cache_dir()).eval()
 
 
 def as_tensor(image: np.ndarray) -> torch.Tensor:

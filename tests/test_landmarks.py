@@ -26,6 +26,7 @@ from face3d.models.landmarks import (
     load_face_mesh,
     to_image_space,
 )
+from face3d.service.config import default_cache_dir
 from scripts.photos import PHOTO_NAMES, photo
 
 REFERENCE = Path(__file__).parent / "data" / "mediapipe_reference.json"
@@ -35,12 +36,12 @@ MAX_TOLERANCE_PX = 4.0
 
 @pytest.fixture(scope="module")
 def detector() -> FaceDetector:
-    return load_face_detector().eval()
+    return load_face_detector(default_cache_dir()).eval()
 
 
 @cache
 def mesh_net(model: str) -> FaceMeshNet:
-    return load_face_mesh(model).eval()
+    return load_face_mesh(model, default_cache_dir()).eval()
 
 
 def as_batch(images: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,7 +52,10 @@ def as_batch(images: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
 def photos_result(model: str) -> FaceLandmarks:
     """All test photos in one batch, once per model (shared by the tests below)."""
     batch, sizes = as_batch([photo(name) for name in PHOTO_NAMES])
-    return detect_face_landmarks(batch, sizes, load_face_detector().eval(), mesh_net(model))
+    detector = load_face_detector(default_cache_dir()).eval()
+    return detect_face_landmarks(batch, sizes, detector, mesh_net(model))
+        batch, sizes, load_face_detector(default_cache_dir()).eval(), mesh_net(model)
+    )
 
 
 @pytest.mark.parametrize("model", ["468", "478"])
@@ -146,4 +150,4 @@ def test_crop_and_back_projection_agree() -> None:
 
 def test_unknown_model_is_refused() -> None:
     with pytest.raises(ValueError, match="468"):
-        load_face_mesh("500")
+        load_face_mesh("500", default_cache_dir())
