@@ -54,8 +54,6 @@ def photos_result(model: str) -> FaceLandmarks:
     batch, sizes = as_batch([photo(name) for name in PHOTO_NAMES])
     detector = load_face_detector(default_cache_dir()).eval()
     return detect_face_landmarks(batch, sizes, detector, mesh_net(model))
-        batch, sizes, load_face_detector(default_cache_dir()).eval(), mesh_net(model)
-    )
 
 
 @pytest.mark.parametrize("model", ["468", "478"])
