@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from face3d.models.errors import OptionsError
@@ -36,21 +37,31 @@ ArtifactQuery = Annotated[
 ]
 
 
-def request_options(
-    settings: Settings, uv_size: int | None, formats: Any, texture: str, all_faces: bool
-) -> ReconstructOptions:
-    """The query's options under the pipeline's rules; any violation is a 422 validation problem."""
-    try:
-        return ReconstructOptions.parse(
-            uv_size=uv_size,
-            formats=formats,
-            texture_format=texture,
-            all_faces=all_faces,
-            default_uv_size=settings.uv_size,
-            max_uv_size=settings.max_uv_size,
-        )
-    except OptionsError as exc:
-        raise Problem("validation", str(exc)) from None
+@dataclass
+class OptionsQuery:
+    """The query parameters both reconstruct routes share (a class dependency: one definition)."""
+
+    uv_size: UvSize = None
+    formats: Formats = None
+    texture: Texture = "png"
+    all_faces: bool = False
+
+    def options(self, settings: Settings, formats: Any = None) -> ReconstructOptions:
+        """Under the pipeline's rules (``formats`` overrides the query's); violations are 422s."""
+        try:
+            return ReconstructOptions.parse(
+                uv_size=self.uv_size,
+                formats=self.formats if formats is None else formats,
+                texture_format=self.texture,
+                all_faces=self.all_faces,
+                default_uv_size=settings.uv_size,
+                max_uv_size=settings.max_uv_size,
+            )
+        except OptionsError as exc:
+            raise Problem("validation", str(exc)) from None
+
+
+OptionsParams = Annotated[OptionsQuery, Depends()]
 
 
 def result_body(settings: Settings, done: JobDone) -> ReconstructResult:
@@ -75,15 +86,11 @@ async def reconstruct(
     caller: ReconstructCaller,
     settings: AppSettings,
     pool: Pool,
-    uv_size: UvSize = None,
-    formats: Formats = None,
-    texture: Texture = "png",
-    all_faces: bool = False,
+    query: OptionsParams,
     format: ArtifactQuery = "json",
 ) -> Response:
     """One image (multipart field ``image`` or a raw image body) -> result JSON or one artifact."""
-    chosen = formats if format == "json" else ARTIFACT_FORMATS[format]
-    options = request_options(settings, uv_size, chosen, texture, all_faces)
+    options = query.options(settings, None if format == "json" else ARTIFACT_FORMATS[format])
     charge_quota(request, caller, 1)
     data = (await read_uploads(request, "image", settings))[0][1]
     await check_image(data, settings)
@@ -105,13 +112,10 @@ async def reconstruct_batch(
     caller: ReconstructCaller,
     settings: AppSettings,
     pool: Pool,
-    uv_size: UvSize = None,
-    formats: Formats = None,
-    texture: Texture = "png",
-    all_faces: bool = False,
+    query: OptionsParams,
 ) -> JSONResponse:
     """Several images (multipart fields ``images``); one entry per image, each a result or a problem."""
-    options = request_options(settings, uv_size, formats, texture, all_faces)
+    options = query.options(settings)
     uploads = await read_uploads(request, "images", settings)
     if len(uploads) > settings.max_batch_items:
         raise Problem("too-large", f"at most {settings.max_batch_items} images per batch, got {len(uploads)}")
