@@ -33,8 +33,12 @@ weights: $(VENV)/.runtime
 $(DEV_ENV):
 	@umask 077; echo "FACE3D_JWT_SECRET=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(48))')" > $@
 
+# Prints a ready-to-open link to the web page with a fresh 12-hour development token in its fragment
+# (the browser never sends a fragment to the server; the page strips it from the address bar).
 serve: weights $(DEV_ENV)
-	@echo "face3d: get a token in another shell with:  make token"
+	@set -a; . ./$(DEV_ENV); set +a; \
+	echo "face3d: open http://localhost:$${FACE3D_PORT:-8000}/#token=$$($(BIN)/face3d token --sub dev --scope reconstruct --scope results:read --scope results:delete --ttl 12h)"; \
+	echo "face3d: or get a token for curl in another shell with:  make token"
 	set -a; . ./$(DEV_ENV); set +a; exec $(BIN)/face3d serve
 
 token: $(VENV)/.runtime $(DEV_ENV)

@@ -1,10 +1,12 @@
-"""In-process benchmark: one 1280x1280 JPEG -> OBJ + 2048² PNG, per stage, three paths side by side.
+"""In-process benchmark: one 1280x1280 JPEG -> OBJ + 2048² PNG, per stage, the paths side by side.
 
 Paths, measured in the same run on the same photo:
   naive     eager nets, the bake's texel map rebuilt and sampled at full uv_size every call,
             Pillow's default PNG encoder
-  eager     the engine as shipped, without torch.compile
-  compiled  the engine as shipped, torch.compile'd per batch bucket (compile time reported apart)
+  eager     the engine as shipped, nets eager (what a worker serves until its packages are in)
+  compiled  the engine with its AOTInductor packages installed (models/compiled.py; built into the
+            weights cache's compiled/ folder on the first run, loaded afterwards)
+  +graphs   on CUDA: the same with each net replayed from a per-bucket CUDA graph
 
 Prints medians (p50) and p90 per stage (decode, detect, landmarks, bake, encode) and the whole path,
 and the speed-up of each path over the naive one. Runs unchanged on CUDA (``--device cuda``).
@@ -29,6 +31,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from face3d.models.compiled import CompiledStore, artifact_key
 from face3d.models.engine import Engine
 from face3d.models.export import encode_texture, to_obj
 from face3d.models.imageio import decode_image
@@ -49,6 +52,23 @@ def test_jpeg(name: str, size: int) -> bytes:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def ready_engine(
+    device: torch.device, uv_size: int, cuda_graphs: bool = False, compiled: bool = False
+) -> Engine:
+    """An engine as the service runs it: eager, or with the compiled packages from the weights cache's
+    ``compiled/`` folder installed (built there first when missing), CUDA graphs where asked."""
+    engine = Engine(device=str(device), buckets=(1,), cuda_graphs=cuda_graphs, cache_dir=default_cache_dir())
+    engine.warmup(uv_sizes=(uv_size,))
+    if compiled:
+        store = CompiledStore(default_cache_dir() / "compiled")
+        for unit in engine.runners.units():
+            key = artifact_key(unit, "facemesh", device, torch.float32)
+            runner = store.load_or_build(unit, key, device)
+            assert runner is not None
+            engine.runners.install(unit.name, runner)
+    return engine
 
 
 def run_engine_path(engine: Engine, jpeg: bytes, uv_size: int) -> dict[str, float]:
@@ -136,19 +156,22 @@ def main() -> int:
     jpeg = test_jpeg(args.photo, args.size)
     paths: dict[str, dict] = {}
 
-    eager = Engine(device=args.device, compile=False, buckets=(1,), cache_dir=default_cache_dir())
-    eager.warmup(uv_sizes=(args.uv_size,))
+    eager = ready_engine(device, args.uv_size)
     for _ in range(2):
         run_naive_path(eager, jpeg, args.uv_size)
     naive = [run_naive_path(eager, jpeg, args.uv_size) for _ in range(args.naive_runs)]
     paths["naive"] = summarise(naive)
 
-    runners = {"eager": eager}
+    runners: dict[str, Engine] = {"eager": eager}
     compile_s = None
+    if device.type == "cuda":
+        runners["eager+graphs"] = ready_engine(device, args.uv_size, cuda_graphs=True)
     if not args.no_compile:
-        compiled = Engine(device=args.device, compile=True, buckets=(1,), cache_dir=default_cache_dir())
-        compile_s = compiled.warmup(uv_sizes=(args.uv_size,))
-        runners["compiled"] = compiled
+        start = time.perf_counter()
+        runners["compiled"] = ready_engine(device, args.uv_size, compiled=True)
+        compile_s = time.perf_counter() - start
+        if device.type == "cuda":
+            runners["compiled+graphs"] = ready_engine(device, args.uv_size, cuda_graphs=True, compiled=True)
     for name, engine in runners.items():
         for _ in range(3):
             run_engine_path(engine, jpeg, args.uv_size)
@@ -158,7 +181,7 @@ def main() -> int:
     print(f"face3d engine benchmark: {args.size}² JPEG ({args.photo}) -> OBJ + {args.uv_size}² PNG")
     print(f"device={device} threads={args.threads} torch={torch.__version__} cpu={_cpu_name()}")
     if compile_s is not None:
-        print(f"compile + warm-up: {compile_s:.1f} s")
+        print(f"compiled packages loaded (or built, first run) + warm-up: {compile_s:.1f} s")
     header = f"{'stage (ms)':<12}" + "".join(f"{name + ' p50':>14}{'p90':>8}" for name in paths)
     print(header)
     for key in (*STAGES, "total"):

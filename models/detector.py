@@ -18,6 +18,7 @@ Call order (what ``models/landmarks.py::detect_face_landmarks`` does)::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def pad_images(images: list[Tensor]) -> tuple[Tensor, Tensor]:
     Returns the batch and ``sizes`` (B,2) float32 (width, height) on the images' device. The padding
     must stay zero: the letterbox relies on it standing for MediaPipe's BORDER_ZERO. The batch is
     channels-last in memory (decoded photos are HWC anyway) so that sampling reads a pixel's three
-    channels from one row.
+    channels from one row. Callers bound the padding with ``plan_batches``.
     """
     height = max(int(im.shape[1]) for im in images)
     width = max(int(im.shape[2]) for im in images)
@@ -53,6 +54,31 @@ def pad_images(images: list[Tensor]) -> tuple[Tensor, Tensor]:
         batch[k, :, : image.shape[1], : image.shape[2]] = image
     sizes = torch.tensor([[im.shape[2], im.shape[1]] for im in images], dtype=torch.float32)
     return batch, sizes.to(images[0].device)
+
+
+def padded_pixels(sizes: Sequence[tuple[int, int]]) -> int:
+    """Pixels ``pad_images`` allocates for images of these (height, width): count x tallest x widest."""
+    if not sizes:
+        return 0
+    return len(sizes) * max(h for h, _ in sizes) * max(w for _, w in sizes)
+
+
+def plan_batches(sizes: Sequence[tuple[int, int]], max_pixels: int) -> list[list[int]]:
+    """Indices of images of these (height, width) sizes, grouped so that no group pads past
+    ``max_pixels`` (an image that alone exceeds it forms its own group).
+
+    Why: ``pad_images`` pads every image to the batch's tallest x widest, so a 40000x1000 and a
+    1000x40000 image in one batch cost 40000x40000 each. Portrait and landscape images are grouped
+    apart and by size, so that similar shapes share a call; order within the result is by size.
+    """
+    order = sorted(range(len(sizes)), key=lambda k: (sizes[k][0] > sizes[k][1], sizes[k][0] * sizes[k][1]))
+    groups: list[list[int]] = []
+    for k in order:
+        if groups and padded_pixels([sizes[j] for j in [*groups[-1], k]]) <= max_pixels:
+            groups[-1].append(k)
+        else:
+            groups.append([k])
+    return groups
 
 
 def sample_bilinear(

@@ -2,14 +2,14 @@
 
 Data path of one ``reconstruct`` call (B images, F faces), all on the engine's device:
 
-    uint8 images -> padded batch -> letterbox 128² -> BlazeFace (bucketed, optionally compiled)
-    -> weighted NMS -> ROI crops 192² -> landmark net (bucketed, optionally compiled)
+    uint8 images -> padded batch -> letterbox 128² -> BlazeFace (bucketed)
+    -> weighted NMS -> ROI crops 192² -> landmark net (bucketed)
     -> back-projection -> similarity fit to the template -> UV bake -> host
 
-Why buckets: ``torch.compile`` specialises on shapes. Padding every net input up to one of a few
-fixed batch sizes (1, 2, 4, 8, ...) keeps the number of compiled graphs small and known, so
-``warmup`` can compile all of them before the service reports ready, and no request ever pays
-for a recompile.
+The nets run through ``self.runners`` (models/runners.py): eager modules from the start, compiled
+AOTInductor packages (models/compiled.py) once someone installs them. Why buckets: padding every
+net input up to one of a few fixed batch sizes (1, 2, 4, 8, ...) keeps the shapes few and known,
+so ``warmup`` covers them all and, on CUDA, each bucket replays one captured CUDA graph.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from face3d.models.assets import MEDIAPIPE_VERSION, weight_hashes
 from face3d.models.detector import letterbox, load_face_detector, pad_images, select_faces
@@ -36,10 +36,12 @@ from face3d.models.landmarks import (
 )
 from face3d.models.pose import fit_pose
 from face3d.models.reconstruction import Face, Pose, Reconstruction
+from face3d.models.runners import Net, NetRunners, net_layout
 from face3d.models.texture import TextureBaker
 from face3d.models.topology import load_topology
 
 DETECTOR_INPUT = 128
+DETECTOR_FILE = "face_detection_short_range.tflite"
 MESH_VERTICES = 468
 SAMPLE_STEP = 256
 CPU_MAX_SAMPLE = 1024
@@ -55,18 +57,6 @@ def sample_size_for(face_px: float, uv_size: int, cap: int) -> int:
     """
     needed = SAMPLE_STEP * math.ceil(max(face_px, 1.0) / SAMPLE_STEP)
     return min(uv_size, cap, needed)
-
-
-def _net_layout(x: Tensor) -> Tensor:
-    """Net inputs always arrive channels-last (the nets' own layout).
-
-    Compiled graphs are specialised on strides as well as shapes: a warm-up tensor in one layout and
-    a request tensor in another would recompile (seconds to minutes on CPU) on the first request.
-    """
-    canonical = torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
-    if canonical.stride() == x.stride():
-        return x
-    return canonical.copy_(x)  # also fixes the arbitrary stride of a size-1 batch dim
 
 
 class _StageClock:
@@ -92,7 +82,7 @@ class Engine:
         *,
         cache_dir: Path,
         device: str = "cpu",
-        compile: bool = False,
+        cuda_graphs: bool = True,
         buckets: Sequence[int] = (1, 2, 4, 8),
         dtype: torch.dtype = torch.float32,
         landmark_model: str = "478",
@@ -112,25 +102,29 @@ class Engine:
         self.dtype = dtype
         self.landmark_model = landmark_model
         self.max_faces = max_faces
-        self.compiled = compile
         self.detector = load_face_detector(cache_dir).to(self.device).eval()
         self.mesh = load_face_mesh(landmark_model, cache_dir).to(self.device).eval()
         self.detector.net.to(dtype)
         self.mesh.net.to(dtype)
-        self._run_detector: Callable[[Tensor], tuple[Tensor, ...]] = self._maybe_compile(self.detector)
-        self._run_mesh: Callable[[Tensor], tuple[Tensor, ...]] = self._maybe_compile(self.mesh)
+        hashes = weight_hashes()
+        self.runners = NetRunners(
+            {
+                "detector": Net(self.detector, DETECTOR_INPUT, hashes[DETECTOR_FILE]),
+                f"mesh-{landmark_model}": Net(self.mesh, MESH_INPUT, hashes[MODEL_FILES[landmark_model]]),
+            },
+            self.device,
+            self.buckets,
+            cuda_graphs,
+        )
+        self._mesh_net = f"mesh-{landmark_model}"
         self.topology = load_topology()
         self._template = torch.tensor(self.topology.template, device=self.device)
         self._bakers: dict[tuple[int, int], TextureBaker] = {}
         self._adaptive_bake = self.device.type == "cpu"
 
-    def _maybe_compile(self, module: nn.Module) -> Callable[[Tensor], tuple[Tensor, ...]]:
-        # fullgraph: a graph break would silently run eager; fail loudly instead.
-        return torch.compile(module, dynamic=False, fullgraph=True) if self.compiled else module
-
     def model_info(self) -> dict:
         """What is loaded, for /v1/models and every result.json."""
-        files = ("face_detection_short_range.tflite", MODEL_FILES[self.landmark_model])
+        files = (DETECTOR_FILE, MODEL_FILES[self.landmark_model])
         hashes = weight_hashes()
         return {
             "backend": "facemesh",
@@ -140,7 +134,8 @@ class Engine:
             "landmarks": int(self.landmark_model),
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
-            "compiled": self.compiled,
+            "compiled": self.runners.status(),
+            "cuda_graphs": self.runners.graphed(),
             "buckets": list(self.buckets),
         }
 
@@ -169,16 +164,15 @@ class Engine:
             size = self._bucket(len(chunk))
             if size > len(chunk):
                 chunk = torch.cat([chunk, chunk.new_zeros((size - len(chunk), *chunk.shape[1:]))])
-            outs.append([o[: min(step, len(x) - start)] for o in run(_net_layout(chunk))])
+            outs.append([o[: min(step, len(x) - start)] for o in run(net_layout(chunk))])
         return [torch.cat(parts) for parts in zip(*outs, strict=True)]
 
     @torch.inference_mode()
     def warmup(self, uv_sizes: Sequence[int] = (2048,)) -> float:
-        """Run (and so compile) every bucket of both nets and build the bakers; returns seconds."""
+        """Run every bucket of both nets (eager; CUDA graphs captured where enabled) and build the
+        bakers; returns seconds. Compiled packages are installed separately (``runners.install``)."""
         start = time.perf_counter()
-        for size in self.buckets:
-            for run, side in ((self._run_detector, DETECTOR_INPUT), (self._run_mesh, MESH_INPUT)):
-                run(_net_layout(torch.zeros((size, 3, side, side), device=self.device)))
+        self.runners.warm()
         for uv_size in uv_sizes:
             for sample in self._sample_sizes(uv_size):
                 self.baker(uv_size, sample)
@@ -228,7 +222,7 @@ class Engine:
         clock = _StageClock(self.device)
         batch, sizes = pad_images([self._upload(im) for im in images])
         x, frames = letterbox(batch, sizes)
-        boxes, keypoints, scores = self._bucketed(self._run_detector, x)
+        boxes, keypoints, scores = self._bucketed(self.runners.get("detector"), x)
         detections = select_faces(
             boxes, keypoints, scores, frames, max_faces=self.max_faces if all_faces else 1
         )
@@ -236,7 +230,8 @@ class Engine:
         clock.mark("detect")
         if len(face_image):
             rois = face_rois(boxes, keypoints)
-            points, presence = self._bucketed(self._run_mesh, crop_faces(batch, sizes, face_image, rois))
+            crops = crop_faces(batch, sizes, face_image, rois)
+            points, presence = self._bucketed(self.runners.get(self._mesh_net), crops)
             keep = presence >= PRESENCE_THRESHOLD  # the landmark net may reject every detection
             face_image, boxes, scores = face_image[keep], boxes[keep], scores[keep]
             points, rois = points[keep], rois[keep]

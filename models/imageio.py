@@ -12,6 +12,12 @@ Only the JPEG (and its multi-picture variant MPO), PNG and WebP Pillow plugins a
 parse input: exotic decoders are attack surface a face service has no use for. Truncated files
 are rejected (``ImageFile.LOAD_TRUNCATED_IMAGES`` stays off) rather than returned as a half-grey
 picture that would reconstruct a plausible-looking but wrong face.
+
+Cheap structural limits run before Pillow sees the bytes, because some valid-looking files cost
+far more to parse than their size suggests: a progressive JPEG with thousands of scans makes the
+decoder pass over every coefficient once per scan, and a PNG of a million tiny chunks (text, or
+empty image-data chunks) runs Pillow's chunk loop in Python a million times. Error messages are
+our own words: the decoder's text is never passed on.
 """
 
 from __future__ import annotations
@@ -44,6 +50,13 @@ ALPHA_BACKGROUND = (255, 255, 255)
 # Every exception Pillow's three decoders are known to raise on malformed input.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error)
 
+MAX_JPEG_SCANS = 100
+"""Start-of-scan markers allowed in a JPEG: baseline has 1 (3 for non-interleaved), progressive
+encoders write about 10, a phone's multi-picture file a few dozen."""
+MAX_PNG_CHUNKS = 20_000
+"""Chunks allowed in a PNG: a 20 MB file in 8 KB image-data chunks has 2,500."""
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
 
 @dataclass(frozen=True)
 class ImageInfo:
@@ -70,16 +83,34 @@ def _foreign_format(data: bytes) -> str | None:
     return None
 
 
+def _check_structure(data: bytes) -> None:
+    """Refuse files whose structure would make decoding cost far more than their size (see above)."""
+    if data[:2] == b"\xff\xd8" and data.count(b"\xff\xda") > MAX_JPEG_SCANS:
+        # 0xFF 0xDA only occurs as a marker: inside entropy-coded data every 0xFF is followed by 0x00.
+        raise ImageError("invalid-image", f"the JPEG has more than {MAX_JPEG_SCANS} scans")
+    if data[:8] == _PNG_SIGNATURE:
+        offset, chunks = 8, 0
+        while offset + 8 <= len(data):
+            (length,) = struct.unpack_from(">I", data, offset)
+            chunks += 1
+            if chunks > MAX_PNG_CHUNKS:
+                raise ImageError("invalid-image", f"the PNG has more than {MAX_PNG_CHUNKS} chunks")
+            if data[offset + 4 : offset + 8] == b"IEND":
+                break
+            offset += 12 + length
+
+
 def _open(data: bytes, max_pixels: int | None) -> Image.Image:
     """Open the header with the allowed plugins only and enforce the pixel budget."""
+    _check_structure(data)
     try:
         with warnings.catch_warnings():
             # Our own max_pixels check below is the limit that counts; Pillow's warning would only
             # add noise for images we accept (or reject anyway).
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=_PLUGINS)
-    except Image.DecompressionBombError as exc:
-        raise ImageError("too-large", f"image is too large to decode safely: {exc}") from None
+    except Image.DecompressionBombError:
+        raise ImageError("too-large", "image is too large to decode safely") from None
     except UnidentifiedImageError:
         foreign = _foreign_format(data)
         if foreign is not None:
@@ -87,8 +118,8 @@ def _open(data: bytes, max_pixels: int | None) -> Image.Image:
                 "unsupported-type", f"{foreign} images are not supported; send {SUPPORTED}"
             ) from None
         raise ImageError("invalid-image", f"data is not a readable image (expected {SUPPORTED})") from None
-    except _DECODE_ERRORS as exc:
-        raise ImageError("invalid-image", f"image header is corrupt: {exc}") from None
+    except _DECODE_ERRORS:
+        raise ImageError("invalid-image", "the image header is corrupt") from None
     width, height = image.size
     if width <= 0 or height <= 0:
         raise ImageError("invalid-image", f"image has an empty size {width}x{height}")
@@ -130,8 +161,8 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
         try:
             ImageOps.exif_transpose(image, in_place=True)  # loads the pixels; no copy when upright
             rgb = _to_rgb(image)
-        except Image.DecompressionBombError as exc:
-            raise ImageError("too-large", f"image is too large to decode safely: {exc}") from None
-        except _DECODE_ERRORS as exc:
-            raise ImageError("invalid-image", f"image data is corrupt or truncated: {exc}") from None
+        except Image.DecompressionBombError:
+            raise ImageError("too-large", "image is too large to decode safely") from None
+        except _DECODE_ERRORS:
+            raise ImageError("invalid-image", "the image data is corrupt or truncated") from None
     return np.ascontiguousarray(rgb)

@@ -85,7 +85,7 @@ class FaceMeshNet(nn.Module):
 
     def forward(self, crops: Tensor) -> tuple[Tensor, Tensor]:
         outputs = [out.float().flatten(1) for out in self.net(crops.to(module_dtype(self.net)))]
-        faces = len(crops)
+        faces = crops.shape[0]  # a SymInt under export (len() would fix the batch size)
         mesh = outputs[0].reshape(faces, 468, 3)
         presence = torch.sigmoid(outputs[-1][:, 0])
         if self.num_landmarks == 468:

@@ -16,13 +16,16 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from face3d.service.auth import QuotaLimiter
+from face3d.service.auth import check_signing_keys
 from face3d.service.config import Settings, load_settings
 from face3d.service.middleware import RequestContext
+from face3d.service.openapi import install_openapi
 from face3d.service.pool import WorkerPool
 from face3d.service.problems import install_handlers
-from face3d.service.routes import health, models, reconstruct, results
+from face3d.service.quota import make_quota
+from face3d.service.routes import health, models, reconstruct, results, web
 from face3d.service.storage import ResultStore, make_store
+from face3d.service.uploads import UploadBudget
 
 log = logging.getLogger("face3d.api")
 
@@ -59,12 +62,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # the lifespan ends, so nobody awaits what is left: stop the workers within a short grace
         # and keep the whole shutdown inside drain_timeout_s + WORKER_STOP_S.
         await pool.drain(wait_s=WORKER_STOP_S)
+        await app.state.quota.close()
         log.info("drained and stopped")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The ASGI app; with no argument settings come from api_config.yaml and ``FACE3D_*``."""
     settings = settings or load_settings()
+    check_signing_keys(settings)  # a weak or unreadable public key fails the start, not each request
     app = FastAPI(
         title="face3d",
         version="0.1.0",
@@ -72,10 +77,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.quota = QuotaLimiter(settings.quota_rate_per_s, settings.quota_burst)
+    app.state.quota = make_quota(settings)
+    app.state.uploads = UploadBudget(settings.upload_buffer_bytes)
     app.state.store = make_store(settings)
     install_handlers(app)
-    app.add_middleware(RequestContext)
+    app.add_middleware(RequestContext, max_inflight=settings.max_inflight_requests)
     for router in (health.router, models.router, reconstruct.router, results.router):
         app.include_router(router)
+    if settings.web_ui:
+        app.include_router(web.router)  # the page at / (service/web/); production manifests may turn it off
+    install_openapi(app, settings)
     return app

@@ -36,8 +36,16 @@ def zip_bytes(files: dict[str, bytes]) -> bytes:
 
 
 def build_artifact(kind: ArtifactKind, files: dict[str, bytes]) -> Artifact:
-    """The (largest) face's GLB or OBJ, or a zip of OBJ, MTL, texture and result.json."""
+    """What ``?format=`` streams back instead of storing:
+
+    * ``glb``: the (largest) face's GLB, one self-contained file;
+    * ``obj``: a zip of every OBJ with the MTL and texture it names (``mtllib``/``map_Kd`` are
+      relative names, so an OBJ alone would point at files the client does not have);
+    * ``zip``: a zip of every file the request's ``formats`` produced.
+    """
     if kind == "zip":
         return Artifact("face.zip", media_type(".zip"), zip_bytes(files))
+    if kind == "obj":
+        return Artifact("face-obj.zip", media_type(".zip"), zip_bytes(files))
     name = next(n for n in files if n.endswith(f".{kind}"))
     return Artifact(name, media_type(name), files[name])

@@ -3,18 +3,22 @@
 Security rules enforced in one place:
 * the accepted algorithms come from Settings, never from the token header (no ``alg: none``, no
   HS/RS confusion: a public-key server never treats its public key as an HMAC secret);
-* ``exp``, ``aud`` and ``iss`` are required and checked, with a small configurable leeway;
-* the signing key is the HS* secret, a PEM public key file, or the JWKS entry named by ``kid``.
+* ``exp``, ``aud`` (one string, exactly ours) and ``iss`` are required and checked, with a small
+  configurable leeway; ``nbf``/``iat`` in the future and lifetimes over ``jwt_max_lifetime_s`` fail;
+* the signing key is the HS* secret, a PEM public key file, or the JWKS entry named by ``kid``; RSA
+  keys under 2048 bits and EC keys under 256 bits are refused; JWKS keys expire with their key set;
+* tokens over 8 KB are refused unparsed; error details never echo library messages.
 
 Failures are ``Problem``s: 401 ``unauthorized`` for a missing/bad/expired token, 403 ``forbidden``
-for a valid token without the needed scope, 429 ``quota-exceeded`` with ``Retry-After``.
-The FastAPI dependency built on these lives in service/deps.py.
+for a valid token without the needed scope. The per-tenant quota is service/quota.py; the FastAPI
+dependencies built on these live in service/deps.py.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import re
 import threading
 import time
 import uuid
@@ -25,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from face3d.service.config import Settings
@@ -32,8 +37,9 @@ from face3d.service.problems import Problem
 
 SCOPE_RECONSTRUCT = "reconstruct"
 SCOPE_RESULTS_READ = "results:read"
+SCOPE_RESULTS_DELETE = "results:delete"
 SCOPE_ADMIN = "admin"
-SCOPES = frozenset({SCOPE_RECONSTRUCT, SCOPE_RESULTS_READ, SCOPE_ADMIN})
+SCOPES = frozenset({SCOPE_RECONSTRUCT, SCOPE_RESULTS_READ, SCOPE_RESULTS_DELETE, SCOPE_ADMIN})
 
 _BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
 
@@ -66,26 +72,154 @@ def require_scope(principal: Principal, scope: str) -> None:
         raise Problem("forbidden", f"the token lacks the {scope!r} scope")
 
 
+MAX_TOKEN_BYTES = 8192
+"""Longer bearer tokens are refused before any parsing (real ones are well under 2 KB)."""
+MAX_KID_CHARS = 128
+_KID = re.compile(rf"[\x21-\x7e]{{1,{MAX_KID_CHARS}}}")  # printable ASCII, no spaces
+MIN_RSA_BITS = 2048
+MIN_EC_BITS = 256
+
+# PyJWT's exception -> the detail clients see. Fixed strings: the library's own messages are not echoed.
+_REASONS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
+    (jwt.ExpiredSignatureError, "token expired"),
+    (jwt.ImmatureSignatureError, "invalid token: not valid yet (nbf or iat in the future)"),
+    (jwt.InvalidAudienceError, "invalid token: wrong audience"),
+    (jwt.InvalidIssuerError, "invalid token: wrong issuer"),
+    (jwt.InvalidSignatureError, "invalid token: bad signature"),
+    (jwt.InvalidAlgorithmError, "invalid token: algorithm not accepted"),
+    (jwt.DecodeError, "invalid token: malformed"),
+)
+
+
+def _reason(exc: jwt.PyJWTError) -> str:
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return f"invalid token: missing the {exc.claim!r} claim"  # the claim name is one of ours
+    return next((text for kind, text in _REASONS if isinstance(exc, kind)), "invalid token")
+
+
+def check_key_strength(key: Any) -> None:
+    """Refuse RSA keys under 2048 bits and EC keys under 256 bits (ValueError)."""
+    if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
+        raise ValueError(f"RSA key of {key.key_size} bits; at least {MIN_RSA_BITS} are required")
+    if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.key_size < MIN_EC_BITS:
+        raise ValueError(f"EC key of {key.curve.key_size} bits; at least {MIN_EC_BITS} are required")
+
+
 @lru_cache(maxsize=8)
 def _public_key(path: Path, mtime_ns: int) -> Any:
     """Parsed PEM key, re-read when the file changes (mtime in the cache key) so keys can rotate."""
-    return load_pem_public_key(path.read_bytes())
+    key = load_pem_public_key(path.read_bytes())
+    check_key_strength(key)
+    return key
 
 
-@lru_cache(maxsize=8)
-def _jwks_client(url: str) -> jwt.PyJWKClient:
-    """One client per URL: it caches the key set and refetches only for an unknown ``kid``."""
-    return jwt.PyJWKClient(url, cache_keys=True, lifespan=300, timeout=5)
+def check_signing_keys(settings: Settings) -> None:
+    """At start-up: a configured public key file must parse and be strong enough (ValueError)."""
+    if settings.auth_disabled_dev or settings.uses_hmac or not settings.jwt_public_key_file:
+        return
+    path = settings.jwt_public_key_file
+    try:
+        _public_key(path, path.stat().st_mtime_ns)
+    except ValueError as exc:
+        raise ValueError(f"jwt_public_key_file {path}: {exc}") from None
+
+
+class JwksKeys:
+    """A JWKS endpoint's signing keys by ``kid``, trusted for ``cache_s`` after each fetch.
+
+    Why not PyJWKClient's key cache: its per-key LRU never expires, so a key revoked at the identity
+    provider stays trusted until restart. Here the whole set is replaced on each fetch, and keys
+    expire with it. An unknown ``kid`` refetches at most once per ``refetch_s`` (a flood of random
+    kids costs the identity provider one request per cooldown), as does a failed fetch.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        cache_s: float,
+        refetch_s: float,
+        fetch: Callable[[], dict[str, Any]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.url = url
+        self.cache_s = cache_s
+        self.refetch_s = refetch_s
+        self._fetch = fetch or jwt.PyJWKClient(url, cache_jwk_set=False, timeout=5).fetch_data
+        self._clock = clock
+        self._keys: dict[str, Any] = {}
+        self._fetched_at = -math.inf  # last successful fetch
+        self._tried_at = -math.inf  # last attempt, successful or not
+        self._lock = threading.Lock()
+        self.fetches = 0
+
+    def _refresh(self, now: float) -> None:
+        self._tried_at = now
+        self.fetches += 1
+        try:
+            jwk_set = jwt.PyJWKSet.from_dict(self._fetch())
+        except (jwt.PyJWTError, ValueError, OSError):  # unreachable, not JSON, no usable key
+            log.warning("fetching the JWKS from %s failed", self.url)
+            return
+        keys: dict[str, Any] = {}
+        for jwk in jwk_set.keys:
+            if not jwk.key_id or jwk.public_key_use not in ("sig", None):
+                continue
+            try:
+                check_key_strength(jwk.key)
+            except ValueError as exc:
+                log.warning("JWKS key %r ignored: %s", jwk.key_id, exc)
+                continue
+            keys[jwk.key_id] = jwk.key
+        self._keys, self._fetched_at = keys, now
+
+    def key(self, kid: str) -> Any:
+        """The key named ``kid``; 401 when unknown, 503 when no fresh key set can be had."""
+        with self._lock:
+            now = self._clock()
+            stale = now - self._fetched_at >= self.cache_s
+            if stale and now - self._tried_at >= min(self.refetch_s, self.cache_s):
+                self._refresh(now)
+                stale = now - self._fetched_at >= self.cache_s
+            if stale:  # expired keys are never used, even when the endpoint is down
+                raise Problem(
+                    "unavailable", "the signing keys cannot be fetched; retry", headers={"Retry-After": "5"}
+                )
+            if kid not in self._keys and now - self._tried_at >= self.refetch_s:
+                self._refresh(now)
+            key = self._keys.get(kid)
+        if key is None:
+            raise unauthorized("invalid token: unknown signing key")
+        return key
+
+
+_jwks_lock = threading.Lock()
+_jwks_sets: dict[tuple[str, float, float], JwksKeys] = {}
+
+
+def jwks_keys(settings: Settings) -> JwksKeys:
+    """One key cache per (URL, timings) in this process."""
+    index = (settings.jwt_jwks_url, settings.jwt_jwks_cache_s, settings.jwt_jwks_refetch_s)
+    with _jwks_lock:
+        if index not in _jwks_sets:
+            _jwks_sets[index] = JwksKeys(*index)
+        return _jwks_sets[index]
 
 
 def _verification_key(token: str, settings: Settings) -> Any:
     if settings.uses_hmac:
         return settings.jwt_secret.get_secret_value()
     if settings.jwt_jwks_url:
-        return _jwks_client(settings.jwt_jwks_url).get_signing_key_from_jwt(token).key
+        kid = jwt.get_unverified_header(token).get("kid")
+        if not isinstance(kid, str) or not _KID.fullmatch(kid):
+            raise unauthorized("invalid token: missing or malformed key id (kid)")
+        return jwks_keys(settings).key(kid)
     assert settings.jwt_public_key_file is not None  # Settings validation guarantees one of the two
     path = settings.jwt_public_key_file
-    return _public_key(path, path.stat().st_mtime_ns)
+    try:
+        return _public_key(path, path.stat().st_mtime_ns)
+    except (OSError, ValueError) as exc:  # rotated to a missing, unreadable or weak key while running
+        log.error("jwt_public_key_file %s is unusable: %s", path, exc)
+        raise Problem("internal", "the server cannot verify tokens right now") from None
 
 
 def _scopes(claims: dict[str, Any]) -> frozenset[str]:
@@ -104,13 +238,27 @@ def _scopes(claims: dict[str, Any]) -> frozenset[str]:
     return frozenset(found)
 
 
+def _check_lifetime(claims: dict[str, Any], settings: Settings) -> None:
+    """A token may live at most ``jwt_max_lifetime_s``: from its ``iat`` when present, else from now."""
+    try:  # PyJWT accepted them as numbers (it calls int()), but they may still be numeric strings
+        expires = float(claims["exp"])
+        start = float(claims["iat"]) if "iat" in claims else time.time()
+    except (TypeError, ValueError):
+        raise unauthorized("invalid token: malformed exp or iat") from None
+    if expires - start > settings.jwt_max_lifetime_s + settings.jwt_leeway_s:
+        raise unauthorized(f"invalid token: lifetime exceeds {settings.jwt_max_lifetime_s} s")
+
+
 def verify_token(token: str, settings: Settings) -> Principal:
     """Check ``token``'s signature and claims against ``settings``; return its Principal.
 
     May fetch the JWKS over the network (cached), so call it from a worker thread, not the event loop.
+    Details name the failed rule in our own words; library messages are never echoed to clients.
     """
     if not token:
         raise unauthorized("missing bearer token")
+    if len(token) > MAX_TOKEN_BYTES:
+        raise unauthorized(f"invalid token: longer than {MAX_TOKEN_BYTES} bytes")
     try:
         key = _verification_key(token, settings)
         claims = jwt.decode(
@@ -120,12 +268,12 @@ def verify_token(token: str, settings: Settings) -> Principal:
             audience=settings.jwt_audience,
             issuer=settings.jwt_issuer,
             leeway=settings.jwt_leeway_s,
-            options={"require": ["exp", "aud", "iss"]},
+            # strict_aud: "aud" must be exactly our audience, not a list that happens to contain it.
+            options={"require": ["exp", "aud", "iss"], "strict_aud": True},
         )
-    except jwt.ExpiredSignatureError:
-        raise unauthorized("token expired") from None
     except jwt.PyJWTError as exc:
-        raise unauthorized(f"invalid token: {exc}") from None
+        raise unauthorized(_reason(exc)) from None
+    _check_lifetime(claims, settings)
     tenant = claims.get(settings.tenant_claim)
     if not isinstance(tenant, str) or not tenant:
         raise unauthorized(f"token has no {settings.tenant_claim!r} claim naming the tenant")
@@ -151,6 +299,8 @@ def mint_token(
         )
     if ttl_s <= 0:
         raise ValueError("the token lifetime must be positive")
+    if ttl_s > settings.jwt_max_lifetime_s:
+        raise ValueError(f"the token lifetime exceeds jwt_max_lifetime_s ({settings.jwt_max_lifetime_s} s)")
     if settings.uses_hmac:
         key: str = settings.jwt_secret.get_secret_value()
     elif private_key:
@@ -192,56 +342,3 @@ def log_auth_mode(settings: Settings) -> None:
             "audience": settings.jwt_audience,
         },
     )
-
-
-@dataclass
-class _Bucket:
-    tokens: float
-    stamp: float
-
-
-class QuotaLimiter:
-    """Per-tenant token buckets: ``burst`` images at once, refilled at ``rate_per_s``.
-
-    In memory and per API process (each replica enforces its own share). A lock guards the buckets;
-    the critical section is a few float operations, so it is safe to call from the event loop too.
-    """
-
-    _PRUNE_AT = 10_000  # tenants tracked before idle (full) buckets are forgotten
-
-    def __init__(self, rate_per_s: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate = rate_per_s
-        self.burst = float(burst)
-        self._clock = clock
-        self._buckets: dict[str, _Bucket] = {}
-        self._lock = threading.Lock()
-
-    def acquire(self, tenant: str, cost: float = 1.0) -> None:
-        """Take ``cost`` tokens from ``tenant``'s bucket or raise 429 with ``Retry-After`` seconds."""
-        if cost > self.burst:
-            raise Problem(
-                "quota-exceeded", f"a request for {cost:g} images exceeds the quota burst of {self.burst:g}"
-            )
-        with self._lock:
-            now = self._clock()
-            bucket = self._buckets.get(tenant)
-            if bucket is None:
-                if len(self._buckets) >= self._PRUNE_AT:
-                    self._prune(now)
-                bucket = self._buckets[tenant] = _Bucket(self.burst, now)
-            bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.stamp) * self.rate)
-            bucket.stamp = now
-            if bucket.tokens >= cost:
-                bucket.tokens -= cost
-                return
-            wait = (cost - bucket.tokens) / self.rate
-        raise Problem(
-            "quota-exceeded",
-            f"tenant quota is {self.rate:g} images/s (burst {self.burst:g}); retry in {wait:.1f} s",
-            headers={"Retry-After": str(max(1, math.ceil(wait)))},
-        )
-
-    def _prune(self, now: float) -> None:
-        full = [t for t, b in self._buckets.items() if b.tokens + (now - b.stamp) * self.rate >= self.burst]
-        for tenant in full:
-            del self._buckets[tenant]

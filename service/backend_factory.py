@@ -21,6 +21,7 @@ def backend_config(settings: Any, compile_model: bool | None = None) -> BackendC
         dtype=settings.dtype,
         max_faces=settings.max_faces,
         landmark_model=settings.landmark_model,
+        cuda_graphs=settings.cuda_graphs,
     )
 
 

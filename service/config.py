@@ -75,12 +75,14 @@ class Settings(BaseSettings):
     torch_threads: int = Field(0, ge=0)
     encode_processes: int = Field(0, ge=0)
     compile: bool = True
+    cuda_graphs: bool = True
     compile_cache_dir: Path | None = None
     batch_buckets: Annotated[tuple[int, ...], NoDecode] = (1, 2, 4, 8)
     max_batch: int = Field(8, ge=1)
     max_wait_ms: float = Field(5.0, ge=0)
     max_queue: int = Field(64, ge=1)
     request_timeout_s: float = Field(30.0, gt=0)
+    watchdog_s: float = Field(10.0, gt=0)
     drain_timeout_s: float = Field(25.0, ge=0)
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     landmark_model: Literal["468", "478"] = "478"
@@ -92,6 +94,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(20_000_000, ge=1)
     max_pixels: int = Field(40_000_000, ge=1)
     max_batch_items: int = Field(16, ge=1)
+    max_batch_pixels: int = Field(64_000_000, ge=1)
+    upload_buffer_bytes: int = Field(256_000_000, ge=1)
+    body_timeout_s: float = Field(60.0, gt=0)
+    max_inflight_requests: int = Field(256, ge=1)
     # results
     storage: Literal["filesystem", "s3"] = "filesystem"
     results_dir: Path = Path("results")
@@ -110,12 +116,18 @@ class Settings(BaseSettings):
     jwt_audience: str = Field("face3d", min_length=1)
     jwt_issuer: str = Field("face3d", min_length=1)
     jwt_leeway_s: float = Field(30.0, ge=0, le=300)
+    jwt_max_lifetime_s: int = Field(86_400, ge=60)
+    jwt_jwks_cache_s: float = Field(300.0, gt=0)
+    jwt_jwks_refetch_s: float = Field(30.0, ge=0)
     tenant_claim: str = Field("sub", min_length=1)
     open_health: bool = True
     open_metrics: bool = True
     quota_rate_per_s: float = Field(10.0, gt=0)
     quota_burst: int = Field(20, ge=1)
+    quota_redis_url: str = ""  # may carry a password: workers get a copy without it (pool)
     public_base_url: str = ""
+    # web page
+    web_ui: bool = True
 
     @classmethod
     def settings_customise_sources(
@@ -191,6 +203,10 @@ class Settings(BaseSettings):
         if self.uv_size > self.max_uv_size:
             raise ValueError(f"uv_size {self.uv_size} exceeds max_uv_size {self.max_uv_size}")
         check_uv_size(self.uv_size, self.max_uv_size, "uv_size")
+        if self.upload_buffer_bytes < self.max_body_bytes:
+            raise ValueError("upload_buffer_bytes must be at least max_body_bytes (one upload must fit)")
+        if self.quota_redis_url and urlsplit(self.quota_redis_url).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("quota_redis_url must be a redis://, rediss:// or unix:// URL")
         if self.storage == "s3" and not self.s3_bucket:
             raise ValueError("storage is s3 but s3_bucket is empty")
         if not self.auth_disabled_dev:

@@ -5,8 +5,10 @@ Routes declare what they need and get the caller, already checked::
     @router.post("/v1/reconstruct")
     def reconstruct(caller: ReconstructCaller, request: Request): ...
 
-The app factory (service/app.py) sets ``app.state.settings``, ``.quota``, ``.store`` and ``.pool``;
-the typed dependencies below are the only readers of ``app.state``. This is the one auth guard.
+The app factory (service/app.py) sets ``app.state.settings``, ``.quota``, ``.uploads``, ``.store`` and
+``.pool``; the typed dependencies below are the only readers of ``app.state``. This is the one auth
+guard. Open endpoints (/livez, /readyz, /metrics when configured open) read the header themselves
+rather than through ``HTTPBearer``, so the OpenAPI document does not claim they need a token.
 """
 
 from __future__ import annotations
@@ -15,37 +17,44 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from face3d.service.auth import (
     DEV_PRINCIPAL,
     SCOPE_ADMIN,
     SCOPE_RECONSTRUCT,
+    SCOPE_RESULTS_DELETE,
     SCOPE_RESULTS_READ,
     Principal,
-    QuotaLimiter,
     require_scope,
     unauthorized,
     verify_token,
 )
 from face3d.service.config import Settings
 from face3d.service.pool import WorkerPool
+from face3d.service.problems import Problem
+from face3d.service.quota import Quota
 from face3d.service.storage import ResultStore
+from face3d.service.uploads import UploadBudget
 
 _bearer = HTTPBearer(auto_error=False, description="JWT from `face3d token` or your identity provider")
+
+
+def _principal(settings: Settings, token: str | None) -> Principal:
+    if settings.auth_disabled_dev:
+        return DEV_PRINCIPAL
+    if not token:
+        raise unauthorized("missing bearer token (Authorization: Bearer <token>)")
+    return verify_token(token, settings)
 
 
 def current_principal(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal:
     """The verified caller. A plain ``def`` on purpose: FastAPI runs it in a thread, so a JWKS fetch
-    never blocks the event loop."""
-    settings: Settings = request.app.state.settings
-    if settings.auth_disabled_dev:
-        return DEV_PRINCIPAL
-    if credentials is None:
-        raise unauthorized("missing bearer token (Authorization: Bearer <token>)")
-    return verify_token(credentials.credentials, settings)
+    never blocks the event loop. Only the Authorization header counts (never a query parameter)."""
+    return _principal(request.app.state.settings, credentials.credentials if credentials else None)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
@@ -61,25 +70,24 @@ def _scoped(scope: str) -> Callable[[Principal], Principal]:
 
 ReconstructCaller = Annotated[Principal, Depends(_scoped(SCOPE_RECONSTRUCT))]
 ResultsReader = Annotated[Principal, Depends(_scoped(SCOPE_RESULTS_READ))]
+ResultsDeleter = Annotated[Principal, Depends(_scoped(SCOPE_RESULTS_DELETE))]
 
 
-def charge_quota(request: Request, principal: Principal, images: int = 1) -> None:
-    """Take ``images`` from the caller's quota or raise 429; call it once the item count is known."""
-    quota: QuotaLimiter = request.app.state.quota
-    quota.acquire(principal.tenant, images)
+def _header_token(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
 
 
 def _open_unless(flag: str, scope: str | None) -> Callable[..., None]:
     """Guard for endpoints a deployment may open: nothing when ``settings.<flag>`` is true, else a
-    verified caller (holding ``scope``, when given)."""
+    verified caller (holding ``scope``, when given). The OpenAPI document adds the bearer
+    requirement to these routes only when they are closed (service/openapi.py)."""
 
-    def guard(
-        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-    ) -> None:
+    def guard(request: Request) -> None:
         settings: Settings = request.app.state.settings
         if getattr(settings, flag):
             return
-        principal = current_principal(request, credentials)
+        principal = _principal(settings, _header_token(request))
         if scope:
             require_scope(principal, scope)
 
@@ -88,6 +96,38 @@ def _open_unless(flag: str, scope: str | None) -> Callable[..., None]:
 
 HealthGuard = Depends(_open_unless("open_health", None))
 MetricsGuard = Depends(_open_unless("open_metrics", SCOPE_ADMIN))
+
+
+_QUERY_NAMES: dict[int, frozenset[str]] = {}  # id(route) -> its query parameters (routes live forever)
+
+
+def _query_names(route: APIRoute) -> frozenset[str]:
+    """Every query parameter the route and its dependencies declare."""
+    names = _QUERY_NAMES.get(id(route))
+    if names is None:
+        found: set[str] = set()
+        stack = [route.dependant]
+        while stack:
+            dependant = stack.pop()
+            found.update(param.alias for param in dependant.query_params)
+            stack.extend(dependant.dependencies)
+        names = _QUERY_NAMES[id(route)] = frozenset(found)
+    return names
+
+
+async def known_query_only(request: Request) -> None:
+    """422 for a query parameter the route does not define, or a single-valued one given twice: a
+    typo like ``uv_sise=4096`` must not silently fall back to the default."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    names = _query_names(route)
+    given = request.query_params
+    if any(name not in names for name in given) or len(given.multi_items()) != len(given):
+        raise Problem("validation", "unknown or repeated query parameters (see /openapi.json)")
+
+
+StrictQuery = Depends(known_query_only)
 
 
 def _settings(request: Request) -> Settings:
@@ -102,6 +142,16 @@ def _store(request: Request) -> ResultStore:
     return request.app.state.store
 
 
+def _quota(request: Request) -> Quota:
+    return request.app.state.quota
+
+
+def _uploads(request: Request) -> UploadBudget:
+    return request.app.state.uploads
+
+
 AppSettings = Annotated[Settings, Depends(_settings)]
 Pool = Annotated[WorkerPool, Depends(_pool)]
 Store = Annotated[ResultStore, Depends(_store)]
+TenantQuota = Annotated[Quota, Depends(_quota)]
+Uploads = Annotated[UploadBudget, Depends(_uploads)]

@@ -67,8 +67,14 @@ WORKER_RESTARTS = Counter(
 )
 COMPILE_SECONDS = Histogram(
     "face3d_compile_seconds",
-    "Worker warm-up (torch.compile of every bucket) duration.",
+    "Worker warm-up duration (weights loaded, every bucket run eager) until it serves.",
     buckets=(1, 5, 15, 30, 60, 120, 300, 600),
+    registry=REGISTRY,
+)
+COMPILED = Gauge(
+    "face3d_worker_compiled",
+    "1 when the worker runs this net's compiled package, 0 while it runs eager.",
+    ["worker", "net"],
     registry=REGISTRY,
 )
 DETECTION_SCORE = Histogram(
@@ -92,6 +98,11 @@ def record_stages(timings_ms: Mapping[str, float]) -> None:
     for stage, ms in timings_ms.items():
         if stage in STAGES:
             STAGE_DURATION.labels(stage).observe(ms / 1000.0)
+
+
+def record_compiled(worker: str, status: Mapping[str, bool]) -> None:
+    for net, compiled in status.items():
+        COMPILED.labels(worker, net).set(1.0 if compiled else 0.0)
 
 
 def record_batch(size: int) -> None:

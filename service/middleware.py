@@ -1,5 +1,5 @@
-"""Pure ASGI middleware: request id in and out, in-flight gauge, latency by route template, one log
-line per request, and face3d_errors_total for every problem answer whichever layer raised it."""
+"""Pure ASGI middleware: request id in and out, in-flight gauge and limit, latency by route template,
+one log line per request, and face3d_errors_total for every problem answer whichever layer raised it."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from face3d.service import logs, metrics
 from face3d.service.problems import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
+from face3d.service.problems import Problem, problem_response
 
 log = logging.getLogger("face3d.api")
 
@@ -25,10 +26,14 @@ class RequestContext:
 
     Pure ASGI rather than ``BaseHTTPMiddleware`` so the upload stream reaches the route untouched.
     The route template (``/v1/results/{result_id}/{name}``) keeps the metric's label set bounded.
+    More than ``max_inflight`` requests at once (health and metrics not counted, so probes and
+    scrapes always get through) are answered 503 + Retry-After before any routing or body read.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, max_inflight: int = 1_000_000) -> None:
         self.app = app
+        self.max_inflight = max_inflight
+        self.inflight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -54,10 +59,19 @@ class RequestContext:
                 count_problem(message.get("body", b""))
             await send(message)
 
+        counted = scope["path"] not in _QUIET_ROUTES
+        app = self.app
+        if counted and self.inflight >= self.max_inflight:
+            app = problem_response(
+                Problem("overloaded", "too many requests in progress; retry", headers={"Retry-After": "1"}),
+                scope["path"],
+            )
+        self.inflight += counted
         metrics.INFLIGHT.inc()
         try:
-            await self.app(scope, receive, send_with_id)
+            await app(scope, receive, send_with_id)
         finally:
+            self.inflight -= counted
             metrics.INFLIGHT.dec()
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")

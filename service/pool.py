@@ -13,7 +13,16 @@ messages are ``service/protocol.py``'s.
 
 Admission: a worker holds at most ``2 * max_batch`` jobs (one batch computing, one queued in its
 pipe); the rest wait in one bounded deque of ``max_queue`` jobs, beyond which ``submit`` answers
-503 + Retry-After at once instead of letting latency grow without bound.
+503 + Retry-After at once instead of letting latency grow without bound. With no worker able to
+take work (all warming, replaced or stuck) it answers 503 at once too (``check_admission``, which
+the routes call before reading an upload).
+
+Watchdog: every worker sends a ``Heartbeat`` every ``watchdog_s / 4``. A ready worker that sends
+nothing for ``watchdog_s`` (SIGSTOPped, hung holding the GIL, its pipe or our reader dead), or that
+holds jobs and passes no stage for ``max(watchdog_s, request_timeout_s)`` (stuck in native code,
+a dead encoder), is killed and replaced like a crashed one: its jobs answer 503 at once.
+
+Workers get ``worker_settings``: a copy without the JWT secret and the quota store URL.
 """
 
 from __future__ import annotations
@@ -29,6 +38,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import SecretStr
+
 from face3d.models.pipeline import ReconstructOptions
 from face3d.service import metrics
 from face3d.service.batching import STOP
@@ -38,6 +49,8 @@ from face3d.service.procs import ChildProcess, join_all
 from face3d.service.protocol import (
     ArtifactKind,
     BatchDone,
+    CompiledUpdate,
+    Heartbeat,
     Job,
     JobDone,
     WorkerFailed,
@@ -71,10 +84,23 @@ class _Worker:
     ready: bool = False
     gone: bool = False
     info: dict[str, Any] = field(default_factory=dict)
+    seen: float = field(default_factory=time.monotonic)  # last message of any kind (watchdog)
+    moved: float = field(default_factory=time.monotonic)  # last stage passed, or first job given
+    progress: int = 0  # the worker's own stage counter, from its heartbeats
 
     @property
     def label(self) -> str:
         return str(self.spec.slot)
+
+
+def worker_settings(settings: Any) -> Any:
+    """What a worker process (and its encoders) gets: the settings without secrets it never needs.
+
+    Workers verify no tokens and charge no quota; with neither the JWT secret nor the quota store's
+    URL (which may carry a password), a compromised decoder cannot mint tokens or reset quotas.
+    service/procs.py strips the same keys from the environment children inherit.
+    """
+    return settings.model_copy(update={"jwt_secret": SecretStr(""), "quota_redis_url": ""})
 
 
 class WorkerPool:
@@ -89,6 +115,7 @@ class WorkerPool:
         self._pending: dict[str, _Pending] = {}
         self._workers: list[_Worker | None] = [None] * len(self.devices)
         self._failures = [0] * len(self.devices)  # consecutive deaths before ready, per slot
+        self._ever_ready = [False] * len(self.devices)  # for /readyz: warming vs degraded
         self._draining = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._supervisor: asyncio.Task[None] | None = None
@@ -118,10 +145,41 @@ class WorkerPool:
     def draining(self) -> bool:
         return self._draining
 
+    @property
+    def serving(self) -> bool:
+        """At least one worker can take work now and the pool is not draining."""
+        return not self._draining and any(w is not None and w.ready and not w.gone for w in self._workers)
+
+    @property
+    def warmed(self) -> bool:
+        """Every slot has been ready at least once since start (the initial warm-up is over)."""
+        return all(self._ever_ready)
+
+    def check_admission(self) -> None:
+        """Raise the 503 ``submit`` would answer now (draining, no worker ready, queue full); cheap, so
+        routes call it before reading an upload, which an overloaded server should not pay for."""
+        if self._draining:
+            raise Problem("unavailable", "the service is shutting down", headers={"Retry-After": "1"})
+        if not self.serving:
+            raise Problem(
+                "unavailable",
+                "no worker can take work right now; retry shortly",
+                headers={"Retry-After": "5"},
+            )
+        if len(self._waiting) >= self.settings.max_queue:
+            raise Problem(
+                "overloaded", "the request queue is full; retry shortly", headers={"Retry-After": "1"}
+            )
+
     def readiness(self) -> list[WorkerReadiness]:
         """Per-worker readiness for the open /readyz: no pids or other internals."""
         return [
-            WorkerReadiness(slot=slot, device=self.devices[slot], ready=bool(w and w.ready and not w.gone))
+            WorkerReadiness(
+                slot=slot,
+                device=self.devices[slot],
+                ready=bool(w and w.ready and not w.gone),
+                compiled=dict(w.info.get("compiled", {})) if w else {},
+            )
             for slot, w in enumerate(self._workers)
         ]
 
@@ -135,6 +193,7 @@ class WorkerPool:
                 pid=w.child.pid if w else None,
                 inflight=len(w.inflight) if w else 0,
                 compile_s=w.info.get("compile_s") if w else None,
+                compiled=dict(w.info.get("compiled", {})) if w else {},
             )
             for slot, w in enumerate(self._workers)
         ]
@@ -143,7 +202,7 @@ class WorkerPool:
         """The engine's self-description as reported by the first ready worker (empty while warming)."""
         for w in self._workers:
             if w and w.ready:
-                return dict(w.info.get("model_info", {}))
+                return {**w.info.get("model_info", {}), "compiled": dict(w.info.get("compiled", {}))}
         return {}
 
     async def drain(self, wait_s: float | None = None) -> None:
@@ -179,13 +238,10 @@ class WorkerPool:
         artifact: ArtifactKind | None = None,
     ) -> JobDone:
         """Run one image through a worker, which stores the result as ``result_id`` of ``tenant`` (or
-        streams ``artifact`` back); raises ``Problem`` (503 full or draining, 504, job errors)."""
-        if self._draining:
-            raise Problem("unavailable", "the service is shutting down", headers={"Retry-After": "1"})
-        if len(self._waiting) >= self.settings.max_queue:
-            raise Problem(
-                "overloaded", "the request queue is full; retry shortly", headers={"Retry-After": "1"}
-            )
+        streams ``artifact`` back); raises ``Problem`` (503 full, draining or no worker, 504, job
+        errors). Admission is decided before its first ``await``: a caller that has just passed
+        ``check_admission`` is admitted."""
+        self.check_admission()
         assert self._loop is not None, "start() the pool first"
         now = time.monotonic()
         timeout = self.settings.request_timeout_s
@@ -230,6 +286,8 @@ class WorkerPool:
             if pending.future.done():  # timed out while waiting
                 continue
             worker = min(candidates, key=lambda w: len(w.inflight))
+            if not worker.inflight:  # the stall clock starts when an idle worker gets work
+                worker.moved = time.monotonic()
             worker.inflight[pending.job.id] = pending
             worker.outbox.put(pending.job)
         metrics.QUEUE_DEPTH.set(len(self._waiting))
@@ -242,7 +300,7 @@ class WorkerPool:
 
     # ---------------------------------------------------------------- workers
     def _spawn(self, slot: int) -> None:
-        spec = WorkerSpec(slot, self.devices[slot], self.settings, self.threads)
+        spec = WorkerSpec(slot, self.devices[slot], worker_settings(self.settings), self.threads)
         # Not daemonic: a worker starts its own encoder processes (service/encoders.py), which
         # daemonic processes may not. The atexit hook in __init__ still guarantees none outlives us.
         child = ChildProcess(worker_main, (spec,), f"face3d-worker-{slot}", daemon=False)
@@ -272,7 +330,14 @@ class WorkerPool:
             self._loop.call_soon_threadsafe(self._on_message, worker, message)
 
     def _on_message(self, worker: _Worker, message: object) -> None:
-        if isinstance(message, JobDone):
+        now = time.monotonic()
+        worker.seen = now
+        if isinstance(message, JobDone | BatchDone):
+            worker.moved = now
+        if isinstance(message, Heartbeat):
+            if message.progress != worker.progress:
+                worker.progress, worker.moved = message.progress, now
+        elif isinstance(message, JobDone):
             pending = worker.inflight.pop(message.job_id, None)
             self._record_job(message)
             if pending is not None and not pending.future.done():
@@ -286,14 +351,21 @@ class WorkerPool:
                 "pid": message.pid,
                 "compile_s": message.warmup_s,
                 "model_info": message.model_info,
+                "compiled": dict(message.model_info.get("compiled", {})),
             }
+            metrics.record_compiled(worker.label, worker.info["compiled"])
             self._failures[worker.spec.slot] = 0
+            self._ever_ready[worker.spec.slot] = True
             metrics.COMPILE_SECONDS.observe(message.warmup_s)
             metrics.WORKERS_READY.set(sum(1 for w in self._workers if w and w.ready and not w.gone))
             log.info(
                 "worker %d ready on %s in %.1f s warmup", worker.spec.slot, message.device, message.warmup_s
             )
             self._pump()
+        elif isinstance(message, CompiledUpdate):
+            worker.info["compiled"] = dict(message.status)
+            metrics.record_compiled(worker.label, message.status)
+            log.info("worker %d runs compiled: %s", worker.spec.slot, message.status)
         elif isinstance(message, WorkerFailed):
             log.error("worker %d failed to start:\n%s", worker.spec.slot, message.error)
 
@@ -303,21 +375,35 @@ class WorkerPool:
             for w in list(self._workers):
                 if w is not None and not w.gone and not w.child.is_alive():
                     self._on_death(w)
+                elif w is not None and not w.gone and (reason := self._stuck(w)):
+                    log.error(
+                        "worker %d (pid %s) %s: killing and replacing it", w.spec.slot, w.child.pid, reason
+                    )
+                    w.child.process.kill()  # SIGKILL works on a stopped process too; reaped on respawn
+                    self._on_death(w, "the worker processing this image stopped making progress; retry")
 
-    def _on_death(self, worker: _Worker) -> None:
+    def _stuck(self, worker: _Worker) -> str | None:
+        """Why the watchdog must replace ``worker`` now, if it must (see the module docstring)."""
+        if not worker.ready:  # warming up: a slow or failed warm-up shows as not ready instead
+            return None
+        now = time.monotonic()
+        silent = now - worker.seen
+        if silent > self.settings.watchdog_s:
+            return f"sent nothing for {silent:.1f} s"
+        stall = max(self.settings.watchdog_s, self.settings.request_timeout_s)
+        if worker.inflight and now - worker.moved > stall:
+            return f"holds {len(worker.inflight)} jobs and passed no stage for {now - worker.moved:.1f} s"
+        return None
+
+    def _on_death(
+        self, worker: _Worker, detail: str = "the worker processing this image stopped; retry"
+    ) -> None:
         """Fail what the dead worker held (503, retryable) and schedule its replacement."""
         slot = worker.spec.slot
         was_ready = worker.ready
         log.error("worker %d (pid %s) died with exit code %s", slot, worker.child.pid, worker.child.exitcode)
         for pending in worker.inflight.values():
-            self._fail(
-                pending,
-                Problem(
-                    "unavailable",
-                    "the worker processing this image stopped; retry",
-                    headers={"Retry-After": "1"},
-                ),
-            )
+            self._fail(pending, Problem("unavailable", detail, headers={"Retry-After": "1"}))
         worker.inflight.clear()
         self._retire(worker)
         metrics.WORKER_RESTARTS.inc()

@@ -37,6 +37,7 @@ PROBLEM_TYPES: dict[str, tuple[int, str]] = {
     "overloaded": (503, "Service overloaded"),
     "unavailable": (503, "Service unavailable"),
     "timeout": (504, "Request timed out"),
+    "request-timeout": (408, "Request body not received in time"),
     "internal": (500, "Internal error"),
 }
 
@@ -47,6 +48,7 @@ _STATUS_SLUGS = {
     403: "forbidden",
     404: "not-found",
     405: "method-not-allowed",
+    408: "request-timeout",
     413: "too-large",
     415: "unsupported-type",
     422: "validation",

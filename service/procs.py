@@ -7,17 +7,39 @@ a child SIGKILLed while holding a shared queue's lock would wedge every sibling,
 tell the parent exactly which jobs a dead child took with it. The parent closes the child's pipe
 ends right after the start, so a dead child shows up as EOF on ``receive`` and the child sees EOF
 (and exits) when its parent dies.
+
+Children never see the API's secrets: spawn starts them with the parent's environment, so
+``ChildProcess`` removes ``SECRET_ENV`` keys (the JWT settings, the quota store URL) from it for the
+moment of the start. (Their settings objects come without them too: service/pool.py.)
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 _SPAWN = mp.get_context("spawn")
+SECRET_ENV = re.compile(r"FACE3D_(JWT_.*|QUOTA_REDIS_URL)", re.IGNORECASE)
+"""Environment variables a child process never inherits (it verifies no tokens, charges no quota)."""
+_ENV_LOCK = threading.Lock()
+
+
+@contextmanager
+def _without_secrets() -> Iterator[None]:
+    """The environment minus ``SECRET_ENV`` while a child is started (it copies the environment at
+    exec), restored afterwards. Serialised: two starts must not restore each other's view."""
+    with _ENV_LOCK:
+        saved = {key: os.environ.pop(key) for key in list(os.environ) if SECRET_ENV.fullmatch(key)}
+        try:
+            yield
+        finally:
+            os.environ.update(saved)
 
 
 class ChildProcess:
@@ -30,7 +52,8 @@ class ChildProcess:
         self.process = _SPAWN.Process(
             target=target, args=(*args, child_inbox, child_outbox), name=name, daemon=daemon
         )
-        self.process.start()
+        with _without_secrets():
+            self.process.start()
         child_inbox.close()
         child_outbox.close()
         self._send_lock = threading.Lock()

@@ -10,7 +10,8 @@ messages, in order::
 
 The encoder writes the result's files to the ResultStore itself, so textures cross a pipe at most
 once (worker -> encoder, and not at all with encoder threads), never back to the API process.
-Workers also send ``WorkerReady``/``WorkerFailed`` once and ``BatchDone`` per batch (metrics).
+Workers also send ``WorkerReady``/``WorkerFailed`` once, ``BatchDone`` per batch (metrics) and a
+``Heartbeat`` every ``watchdog_s / 4`` seconds (supervision).
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ ArtifactKind = Literal["glb", "obj", "zip"]
 
 ARTIFACT_FORMATS: dict[str, frozenset[str]] = {
     "glb": frozenset({"glb"}),
-    "obj": frozenset({"obj"}),
-    "zip": frozenset({"obj", "json"}),
+    "obj": frozenset({"obj"}),  # OBJ + MTL + texture, streamed as one zip (an OBJ alone is unusable)
 }
-"""``?format=`` -> the outputs the worker must build for that one streamed artifact."""
+"""``?format=`` -> the outputs the worker must build for that one streamed artifact. ``zip`` is not
+listed: it holds every format the request asks for (``formats``, default obj,png,glb,json)."""
 
 
 @dataclass(frozen=True)
@@ -135,8 +136,27 @@ class WorkerReady:
 
 
 @dataclass
+class CompiledUpdate:
+    """A worker swapped compiled code in: unit name -> runs compiled (sent after every swap)."""
+
+    status: dict[str, bool]
+
+
+@dataclass
 class WorkerFailed:
     error: str
+
+
+@dataclass
+class Heartbeat:
+    """Sent by a worker's heartbeat thread every ``watchdog_s / 4`` s (service/pool.py's watchdog).
+
+    ``progress`` counts stage boundaries the worker's loop has passed (batch taken, decoded,
+    reconstructed, each result encoded): heartbeats prove the process runs, a growing ``progress``
+    that its work does.
+    """
+
+    progress: int
 
 
 @dataclass(frozen=True)

@@ -53,15 +53,29 @@ class ReconstructResult(BaseModel):
 
 
 class ProblemDetails(BaseModel):
-    """RFC 9457 problem details (media type application/problem+json)."""
+    """RFC 9457 problem details (media type application/problem+json). Switch on ``type``."""
 
     model_config = ConfigDict(extra="allow")
 
-    type: str
+    type: str = Field(description="stable URI, https://face3d.dev/problems/<slug>")
     title: str
     status: int
-    detail: str | None = None
-    instance: str | None = None
+    detail: str | None = Field(None, description="what went wrong, for people; never parse it")
+    instance: str | None = Field(None, description="the request path")
+
+
+class FieldError(BaseModel):
+    """One input that did not match the API schema (the rejected value is never echoed)."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationProblem(ProblemDetails):
+    """A 422: the request did not match the schema (``errors``) or broke a rule of the options."""
+
+    errors: list[FieldError] | None = None
 
 
 class BatchItem(BaseModel):
@@ -91,6 +105,9 @@ class WorkerReadiness(BaseModel):
     slot: int
     device: str
     ready: bool
+    compiled: dict[str, bool] = Field(
+        default_factory=dict, description="net -> runs compiled code (eager until its package is in)"
+    )
 
 
 class WorkerStatus(WorkerReadiness):
@@ -123,5 +140,8 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
-    status: str = Field(description="ready, warming or draining")
+    status: str = Field(
+        description="ready (every worker serves), degraded (some do), warming (none yet), unavailable "
+        "(none can serve now) or draining"
+    )
     workers: list[WorkerReadiness]

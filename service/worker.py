@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from face3d.models.detector import plan_batches
 from face3d.models.errors import ModelError
 from face3d.models.pipeline import Pipeline
 from face3d.service.batching import STOP, Batcher, group_by
@@ -32,6 +33,7 @@ from face3d.service.encoders import EncoderPool
 from face3d.service.problems import Problem, problem_from_error
 from face3d.service.protocol import (
     BatchDone,
+    CompiledUpdate,
     Encoded,
     EncodeTask,
     Job,
@@ -39,6 +41,13 @@ from face3d.service.protocol import (
     WorkerFailed,
     WorkerReady,
     WorkerSpec,
+)
+from face3d.service.supervision import (
+    DEVICE_LOST_EXIT,
+    PROGRESS,
+    device_failure,
+    release_device_memory,
+    start_heartbeat,
 )
 
 BACKEND_STAGES = ("detect", "landmarks", "bake")
@@ -73,6 +82,8 @@ class WorkerLoop:
         try:
             while True:
                 batch = self.batcher.next_batch()
+                if batch.jobs:
+                    PROGRESS.step()
                 for job in batch.expired:
                     self.send(JobDone(job.id, problem=Problem("timeout", "deadline passed while queued")))
                 if batch.jobs:
@@ -108,16 +119,20 @@ class WorkerLoop:
                 self.send(JobDone(job.id, timings_ms=timings, problem=image))
             else:
                 ready.append((job, image, timings))
-        if not ready:
-            return
+        PROGRESS.step()
+        # Each backend call pads its images to the tallest x widest of them: a tall and a wide image
+        # together would cost max(H) x max(W) each. Split so that no call pads past max_batch_pixels.
+        sizes = [(int(image.shape[0]), int(image.shape[1])) for _, image, _ in ready]
+        for part in plan_batches(sizes, self.settings.max_batch_pixels):
+            self._reconstruct([ready[k] for k in part])
+
+    def _reconstruct(self, ready: list[tuple[Job, np.ndarray, dict[str, float]]]) -> None:
         try:
             recs = self.pipeline.reconstruct([image for _, image, _ in ready], ready[0][0].options)
-        except Exception:  # e.g. CUDA OOM: fail these jobs, keep the worker serving
-            traceback.print_exc()
-            for job, _, timings in ready:
-                problem = Problem("internal", "the reconstruction failed")
-                self.send(JobDone(job.id, timings_ms=timings, problem=problem))
+        except Exception as exc:
+            self._failed(ready, exc)
             return
+        PROGRESS.step()
         for (job, image, timings), rec in zip(ready, recs, strict=True):
             # The backend already reports each image's share of the batch's stage times.
             timings.update({k: v for k, v in rec.timings_ms.items() if k in BACKEND_STAGES})
@@ -130,6 +145,30 @@ class WorkerLoop:
             light = dataclasses.replace(job, data=b"")  # the upload is decoded: never ship it again
             self.encoders.submit(EncodeTask(light, rec, preview, self.model_info))
 
+    def _failed(self, ready: list[tuple[Job, np.ndarray, dict[str, float]]], exc: Exception) -> None:
+        """A backend call failed: an OOM frees the cache and retries image by image; a sticky device
+        error answers the jobs 503 and ends the process (the pool starts a fresh one); a bug fails
+        these jobs only."""
+        traceback.print_exc()
+        kind = device_failure(exc)
+        if kind == "oom":
+            release_device_memory(self.spec.device)
+            if len(ready) > 1:
+                for item in ready:
+                    self._reconstruct([item])
+                return
+        if kind is None:
+            problem = Problem("internal", "the reconstruction failed")
+        else:
+            problem = Problem(
+                "unavailable", "the device ran out of memory or failed; retry", headers={"Retry-After": "1"}
+            )
+        for job, _, timings in ready:
+            self.send(JobDone(job.id, timings_ms=timings, problem=problem))
+        if kind == "lost":
+            print("face3d: sticky device error; this worker exits for a fresh one", flush=True)
+            os._exit(DEVICE_LOST_EXIT)  # no teardown: the dead CUDA context could hang it
+
     def _encoder_count(self) -> int:
         """encode_processes, else threads (0) on CPU and processes on a GPU, where spare cores wait."""
         if self.settings.encode_processes:
@@ -137,6 +176,7 @@ class WorkerLoop:
         return GPU_ENCODER_PROCESSES if self.spec.device.startswith("cuda") else 0
 
     def _encoded(self, done: Encoded) -> None:
+        PROGRESS.step()
         timings = self._encoding.pop(done.job_id)
         if done.problem is None:
             timings["encode"] = done.encode_ms
@@ -176,6 +216,7 @@ def worker_main(spec: WorkerSpec, jobs: Connection, results: Connection) -> None
         with lock:  # the main loop and the encoder threads share one pipe
             results.send(message)
 
+    start_heartbeat(send, spec.settings.watchdog_s / 4)
     try:
         import torch
 
@@ -188,4 +229,9 @@ def worker_main(spec: WorkerSpec, jobs: Connection, results: Connection) -> None
         send(WorkerFailed(traceback.format_exc()))  # the parent logs it; exit without a second traceback
         raise SystemExit(1) from None
     send(WorkerReady(os.getpid(), spec.device, warmup_s, loop.model_info))
+    if spec.settings.compile:  # serve eager now; compiled code is swapped in as it becomes available
+        from face3d.service.compiler import start_background_compile
+
+        backend = loop.pipeline.backend
+        start_background_compile(backend, spec.settings, spec.device, lambda s: send(CompiledUpdate(s)))
     loop.run()

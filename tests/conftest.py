@@ -31,4 +31,4 @@ def engine(weights_cache: Path):
     from face3d.models.engine import Engine
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
-    return Engine(device="cpu", compile=False, cache_dir=weights_cache)
+    return Engine(device="cpu", cache_dir=weights_cache)

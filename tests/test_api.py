@@ -12,184 +12,54 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 import select
 import signal
 import socket
-import subprocess
-import sys
 import time
 import zipfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import jwt
 import numpy as np
 import pytest
 import trimesh
-import yaml
 from PIL import Image
 
-from face3d.service.auth import mint_token
-from face3d.service.config import Settings, load_settings
-from scripts.photos import photo_bytes
+from tests.serving import (  # noqa: F401  (start_server: a fixture; the rest is used by test_web)
+    ALL_SCOPES,
+    BASE_CONFIG,
+    PROBLEM,
+    SECRET,
+    Server,
+    assert_problem,
+    astronaut,
+    blank_png,
+    free_port,
+    post_image,
+    post_raw,
+    start_server,
+)
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
-SECRET = "test-secret-" + "x" * 40
-PROBLEM = "application/problem+json"
-ALL_SCOPES = ("reconstruct", "results:read")
-
-BASE_CONFIG: dict[str, Any] = {
-    "host": "127.0.0.1",
-    "devices": "cpu",
-    "cpu_workers": 1,
-    "compile": False,
-    "batch_buckets": [1, 2, 4],
-    "max_batch": 4,
-    "max_wait_ms": 50,
-    "uv_size": 256,
-    "max_uv_size": 1024,
-    "max_body_bytes": 2_000_000,
-    "max_pixels": 4_000_000,
-    "max_batch_items": 4,
-    "request_timeout_s": 120,
-    "drain_timeout_s": 60,
-    "quota_rate_per_s": 2,
-    "quota_burst": 12,
-    "jwt_secret": SECRET,
-    "log_level": "warning",
-}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class Server:
-    """One `face3d serve` process and what a test needs to talk to it."""
-
-    process: subprocess.Popen[bytes]
-    url: str
-    settings: Settings
-    log: Path
-
-    def token(self, tenant: str, scopes: tuple[str, ...] = ALL_SCOPES) -> dict[str, str]:
-        return {"Authorization": f"Bearer {mint_token(self.settings, tenant, scopes, 600)}"}
-
-    def client(self, tenant: str = "alice", scopes: tuple[str, ...] = ALL_SCOPES) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers=self.token(tenant, scopes), timeout=180)
-
-    def wait_ready(self, timeout_s: float = 300) -> None:
-        end = time.monotonic() + timeout_s
-        while time.monotonic() < end:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"server exited with {self.process.returncode}:\n{self.log.read_text()[-3000:]}"
-                )
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"server not ready in {timeout_s} s:\n{self.log.read_text()[-3000:]}")
-
-    def metric(self, name: str, **labels: str) -> float:
-        """Sum of one sample family's values in /metrics matching ``labels``."""
-        text = httpx.get(f"{self.url}/metrics", timeout=10).text
-        total = 0.0
-        for line in text.splitlines():
-            match = re.fullmatch(rf"{re.escape(name)}(?:\{{(.*)\}})? (\S+)", line)
-            if match and all(f'{k}="{v}"' in (match.group(1) or "") for k, v in labels.items()):
-                total += float(match.group(2))
-        return total
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(90)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
 
 @pytest.fixture(scope="module")
-def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Server]]:
-    started: list[Server] = []
-
-    def start(**overrides: Any) -> Server:
-        folder = tmp_path_factory.mktemp("server")
-        port = free_port()
-        config = {**BASE_CONFIG, "port": port, "results_dir": str(folder / "results"), **overrides}
-        path = folder / "api_config.yaml"
-        path.write_text(yaml.safe_dump(config))
-        log = folder / "server.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FACE3D_") or k == "FACE3D_CACHE_DIR"}
-        with log.open("wb") as sink:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "face3d.service.cli", "serve", "--config", str(path)],
-                cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        server = Server(process, f"http://127.0.0.1:{port}", load_settings(path), log)
-        started.append(server)
-        server.wait_ready()
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def server(start_server: Callable[..., Server]) -> Server:
+def server(start_server: Callable[..., Server]) -> Server:  # noqa: F811
     return start_server()
 
 
 @pytest.fixture(scope="module")
-def tight(start_server: Callable[..., Server]) -> Server:
+def tight(start_server: Callable[..., Server]) -> Server:  # noqa: F811
     # 1 worker holding at most 2 jobs (2 x max_batch) and 1 more waiting: the 4th concurrent request
     # is refused. A short deadline so that the admitted ones of a frozen worker expire quickly.
     return start_server(
         batch_buckets=[1], max_batch=1, max_wait_ms=0, max_queue=1, request_timeout_s=2,
         quota_burst=100, quota_rate_per_s=100,
     )  # fmt: skip
-
-
-def blank_png(size: int = 320) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (size, size), (128, 128, 128)).save(buf, "PNG")
-    return buf.getvalue()
-
-
-def astronaut() -> bytes:
-    return photo_bytes("astronaut")
-
-
-def post_image(client: httpx.Client, data: bytes, **params: Any) -> httpx.Response:
-    return client.post("/v1/reconstruct", params=params, files={"image": ("photo.jpg", data, "image/jpeg")})
-
-
-def post_raw(client: httpx.Client, data: bytes, content_type: str) -> httpx.Response:
-    return client.post("/v1/reconstruct", content=data, headers={"Content-Type": content_type})
-
-
-def assert_problem(response: httpx.Response, status: int, slug: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM)
-    body = response.json()
-    assert body["type"].endswith("/" + slug) and body["status"] == status
-    return body
 
 
 # ------------------------------------------------------------------------------------ happy paths
@@ -237,21 +107,38 @@ def test_raw_body_on_the_short_alias(server: Server) -> None:
 
 
 @pytest.mark.parametrize("artifact", ["glb", "obj", "zip"])
-def test_single_artifact_formats(server: Server, artifact: str) -> None:
+def test_single_artifact_formats(server: Server, artifact: str, tmp_path: Path) -> None:
     with server.client() as client:
         response = post_image(client, astronaut(), format=artifact)
     assert response.status_code == 200, response.text
     data = response.content
     if artifact == "glb":
-        assert data[:4] == b"glTF"
+        assert data[:4] == b"glTF" and response.headers["content-type"] == "model/gltf-binary"
         assert len(trimesh.load(io.BytesIO(data), file_type="glb", force="mesh").faces) == 852
-    elif artifact == "obj":
-        text = data.decode()
-        assert text.count("\nv ") == 468 and text.count("\nf ") == 852
-    else:
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            assert {"face.obj", "face.mtl", "face.png", "result.json"} <= set(zf.namelist())
-            assert zf.testzip() is None
+        return
+    assert response.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        assert zf.testzip() is None
+        zf.extractall(tmp_path)
+        names = set(zf.namelist())
+    if artifact == "obj":
+        # Usable as it is: the OBJ's mtllib and the MTL's map_Kd name files that are in the zip.
+        assert names == {"face.obj", "face.mtl", "face.png"}
+        obj = (tmp_path / "face.obj").read_text()
+        assert obj.count("\nv ") == 468 and obj.count("\nf ") == 852
+        assert "mtllib face.mtl" in obj and "map_Kd face.png" in (tmp_path / "face.mtl").read_text()
+        mesh = trimesh.load(tmp_path / "face.obj", force="mesh")
+        assert len(mesh.faces) == 852 and mesh.visual.material.image is not None  # texture found
+    else:  # every format the request asked for (default obj,png,glb,json): the GLB too
+        assert names == {"face.obj", "face.mtl", "face.png", "face.glb", "result.json"}
+
+
+def test_zip_holds_the_requested_formats(server: Server) -> None:
+    with server.client() as client:
+        response = post_image(client, astronaut(), format="zip", formats="glb,json", texture="jpeg")
+    assert response.status_code == 200, response.text
+    with zipfile.ZipFile(io.BytesIO(response.content)) as zf:
+        assert set(zf.namelist()) == {"face.glb", "result.json"}
 
 
 # ------------------------------------------------------------------------------------ errors
@@ -267,7 +154,11 @@ def test_input_errors(server: Server) -> None:
         assert_problem(post_image(client, blank_png(2100)), 413, "too-large")  # 4.4 MP > max_pixels
         assert_problem(post_image(client, blank_png()), 422, "no-face")
         assert_problem(post_image(client, astronaut(), uv_size=300), 422, "validation")
+        assert_problem(post_image(client, astronaut(), uv_size=0), 422, "validation")  # never "the default"
         assert_problem(post_image(client, astronaut(), formats="obj,stl"), 422, "validation")
+        assert_problem(post_image(client, astronaut(), formats="obj,,png"), 422, "validation")
+        assert_problem(post_image(client, astronaut(), all_faces="yes"), 422, "validation")
+        assert_problem(post_image(client, astronaut(), uv_sise=512), 422, "validation")  # typo: not ignored
         assert_problem(
             client.post("/v1/reconstruct", files={"other": ("a.jpg", astronaut())}), 422, "validation"
         )
@@ -325,16 +216,29 @@ def test_auth_errors(server: Server) -> None:
 
 
 def test_quota_gives_429_with_retry_after(server: Server) -> None:
+    """Work is charged (a photo without a face still ran detection); refusals before work are not."""
+    burst = server.settings.quota_burst
     with server.client("greedy") as client:
-        statuses = []
-        for _ in range(server.settings.quota_burst + 8):
-            response = post_raw(client, b"junk", "image/png")
-            statuses.append(response.status_code)
-            if response.status_code == 429:
-                break
-    assert statuses[-1] == 429 and statuses[0] == 400
+        refused = [post_raw(client, b"junk", "image/png").status_code for _ in range(burst + 4)]
+        refused += [post_raw(client, b"x", "text/plain").status_code for _ in range(4)]
+        assert refused == [400] * (burst + 4) + [415] * 4  # refunded: no 429 however many
+        with ThreadPoolExecutor(8) as threads:  # charged faster than the bucket refills
+            responses = list(threads.map(lambda _: post_image(client, blank_png(64)), range(burst + 8)))
+    statuses = [r.status_code for r in responses]
+    assert set(statuses) == {422, 429} and statuses.count(422) >= burst, statuses
+    response = next(r for r in responses if r.status_code == 429)
     assert_problem(response, 429, "quota-exceeded")
     assert int(response.headers["retry-after"]) >= 1
+
+
+def test_quota_counts_units_of_work(server: Server) -> None:
+    """uv_size 1024 and all_faces cost what they cost: units = faces (max_faces) per image."""
+    with server.client("heavy") as client:
+        heavy = post_image(client, blank_png(64), all_faces="true")  # 4 units (max_faces 4)
+        assert_problem(heavy, 422, "no-face")
+        for _ in range(2):
+            assert_problem(post_image(client, blank_png(64), all_faces="true"), 422, "no-face")
+        assert_problem(post_image(client, blank_png(64), all_faces="true"), 429, "quota-exceeded")
 
 
 # ------------------------------------------------------------------------------------ results and batching
@@ -345,6 +249,8 @@ def test_results_are_isolated_per_tenant(server: Server) -> None:
         assert alice.get(url).status_code == 200
         assert_problem(bob.get(url), 404, "not-found")
         assert_problem(bob.delete(f"/v1/results/{body['id']}"), 404, "not-found")
+        reader = server.token("alice", ("reconstruct", "results:read"))
+        assert_problem(alice.delete(f"/v1/results/{body['id']}", headers=reader), 403, "forbidden")
         assert alice.delete(f"/v1/results/{body['id']}").status_code == 204
         assert_problem(alice.get(url), 404, "not-found")
 
@@ -435,7 +341,7 @@ def test_full_queue_503_and_deadline_504(tight: Server) -> None:
     assert all(int(r.headers["retry-after"]) >= 1 for r in responses if r.status_code == 503)
 
 
-def test_sigterm_drains_requests_in_flight(start_server: Callable[..., Server]) -> None:
+def test_sigterm_drains_requests_in_flight(start_server: Callable[..., Server]) -> None:  # noqa: F811
     server = start_server(drain_timeout_s=60)
     with server.client() as client, ThreadPoolExecutor(3) as threads:
         pid = worker_pid(client)

@@ -19,19 +19,22 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 
 from face3d.service.auth import (
+    MAX_TOKEN_BYTES,
+    JwksKeys,
     Principal,
-    QuotaLimiter,
+    check_signing_keys,
     mint_token,
     require_scope,
     verify_token,
 )
 from face3d.service.config import Settings
-from face3d.service.deps import ReconstructCaller, charge_quota
+from face3d.service.deps import ReconstructCaller, TenantQuota
 from face3d.service.logs import JsonFormatter
 from face3d.service.problems import Problem, install_handlers
+from face3d.service.quota import LocalQuota as QuotaLimiter
 
 SECRET = "s3cr3t-" * 6
 
@@ -275,8 +278,8 @@ def app(hs: Settings) -> FastAPI:
         raise RuntimeError("secret internals")
 
     @app.post("/v1/reconstruct")
-    def reconstruct(caller: ReconstructCaller, request: Request) -> dict:
-        charge_quota(request, caller, 1)
+    async def reconstruct(caller: ReconstructCaller, quota: TenantQuota) -> dict:
+        await quota.charge(caller.tenant, 1)
         return {"tenant": caller.tenant}
 
     return app
@@ -336,3 +339,140 @@ def test_logs_never_contain_tokens(hs: Settings) -> None:
     assert token not in line and token.split(".")[1] not in line
     entry = json.loads(line)
     assert entry["image"] == "<200 bytes>" and "<redacted" in entry["message"]
+
+
+# ------------------------------------------------------------------------------------ hardening
+@pytest.mark.parametrize(
+    ("token", "library_text"),
+    [
+        ("a.b", "Not enough segments"),
+        ("e30.e30.c2ln", "signature"),
+        ("!!!.e30.c2ln", "Invalid header padding"),
+        (jwt.encode(claims(), "x" * 40, algorithm="HS256"), "Signature verification failed"),
+        (jwt.encode(claims(aud=42), SECRET, algorithm="HS256"), "Invalid claim format"),
+    ],
+)
+def test_details_never_echo_library_messages(hs: Settings, token: str, library_text: str) -> None:
+    problem = rejected(token, hs)
+    assert problem.detail.startswith("invalid token")
+    assert library_text.lower() not in problem.detail.lower()
+
+
+def test_audience_must_be_exactly_ours(hs: Settings) -> None:
+    """A token for several audiences is not a token for this service (PyJWT's default accepts it)."""
+    rejected(jwt.encode(claims(aud=["face3d", "billing"]), SECRET, algorithm="HS256"), hs, "audience")
+    rejected(jwt.encode(claims(aud=["face3d"]), SECRET, algorithm="HS256"), hs, "audience")
+
+
+def test_token_lifetime_is_bounded(hs: Settings) -> None:
+    now = int(time.time())
+    century = jwt.encode(claims(iat=now, exp=now + 100 * 365 * 86400), SECRET, algorithm="HS256")
+    rejected(century, hs, "lifetime")
+    no_iat = jwt.encode(claims(exp=now + 2 * 86400), SECRET, algorithm="HS256")
+    rejected(no_iat, hs, "lifetime")
+    assert verify_token(jwt.encode(claims(iat=now, exp=now + 3600), SECRET, algorithm="HS256"), hs)
+    with pytest.raises(ValueError, match="jwt_max_lifetime_s"):
+        mint_token(hs, "alice", ["reconstruct"], ttl_s=hs.jwt_max_lifetime_s + 1)
+
+
+@pytest.mark.parametrize("claim", ["nbf", "iat"])
+def test_tokens_from_the_future_are_refused(hs: Settings, claim: str) -> None:
+    later = int(time.time()) + 3600
+    rejected(
+        jwt.encode(claims(**{claim: later}, exp=later + 60), SECRET, algorithm="HS256"), hs, "not valid yet"
+    )
+
+
+def test_oversized_token_is_refused_unparsed(hs: Settings) -> None:
+    huge = jwt.encode(claims(pad="x" * 10_000), SECRET, algorithm="HS256")
+    assert len(huge) > MAX_TOKEN_BYTES
+    rejected(huge, hs, "longer than")
+
+
+def test_weak_public_keys_are_refused(tmp_path: Path) -> None:
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    path = tmp_path / "weak.pem"
+    path.write_bytes(pem_public(weak))
+    settings = Settings(jwt_algorithms=("RS256",), jwt_public_key_file=path)
+    with pytest.raises(ValueError, match="2048"):
+        check_signing_keys(settings)  # at start-up
+    token = jwt.encode(claims(), pem_private(weak), algorithm="RS256")
+    with pytest.raises(Problem) as info:  # a key rotated to a weak one while running: never trusted
+        verify_token(token, settings)
+    assert info.value.status == 500 and "2048" not in info.value.detail
+
+
+def _jwk(key, kid: str) -> dict:
+    return json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key())) | {"kid": kid, "use": "sig"}
+
+
+def test_jwks_keys_expire_with_the_key_set() -> None:
+    """PyJWKClient(cache_keys=True) trusted a revoked key until restart; here it lasts cache_s."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    served = {"keys": [_jwk(key, "k1")]}
+    now = [0.0]
+    keys = JwksKeys(
+        "https://idp.test/jwks", cache_s=300, refetch_s=30, fetch=lambda: served, clock=lambda: now[0]
+    )
+    assert keys.key("k1") is not None and keys.fetches == 1
+    served = {"keys": [_jwk(ec.generate_private_key(ec.SECP256R1()), "k2")]}  # k1 revoked at the IdP
+    now[0] = 299.0
+    assert keys.key("k1") is not None  # still within the key set's lifetime
+    now[0] = 300.0
+    with pytest.raises(Problem) as info:
+        keys.key("k1")
+    assert info.value.status == 401 and keys.fetches == 2
+    assert keys.key("k2") is not None and keys.fetches == 2
+
+
+def test_jwks_unknown_kids_refetch_at_most_once_per_cooldown() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = [0.0]
+    keys = JwksKeys(
+        "https://idp.test/jwks", cache_s=300, refetch_s=30, fetch=lambda: {"keys": [_jwk(key, "k1")]},
+        clock=lambda: now[0],
+    )  # fmt: skip
+    for i in range(1000):
+        now[0] = i * 0.01  # a flood over 10 s
+        with pytest.raises(Problem):
+            keys.key(f"random-{i}")
+    assert keys.fetches == 1
+    now[0] = 31.0
+    with pytest.raises(Problem):
+        keys.key("random-again")
+    assert keys.fetches == 2
+
+
+def test_jwks_outage_never_extends_trust() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    weak_rsa = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    up = [True]
+
+    def fetch() -> dict:
+        if not up[0]:
+            raise jwt.PyJWKClientConnectionError("down")
+        weak = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(weak_rsa.public_key())) | {"kid": "weak"}
+        return {"keys": [_jwk(key, "k1"), weak]}
+
+    now = [0.0]
+    keys = JwksKeys("https://idp.test/jwks", cache_s=60, refetch_s=10, fetch=fetch, clock=lambda: now[0])
+    assert keys.key("k1") is not None
+    with pytest.raises(Problem) as weak:
+        keys.key("weak")  # a 1024-bit RSA key in the set is ignored
+    assert weak.value.status == 401
+    up[0] = False
+    now[0] = 61.0
+    with pytest.raises(Problem) as info:
+        keys.key("k1")
+    assert info.value.status == 503 and info.value.headers["Retry-After"]
+
+
+@pytest.mark.parametrize("kid", [None, 7, "", "x" * 129, "has space", "tab\t"])
+def test_odd_kids_never_reach_the_jwks(
+    jwks_setup: tuple[Settings, ec.EllipticCurvePrivateKey, _JwksServer], kid: object
+) -> None:
+    settings, key, server = jwks_setup
+    _, payload, signature = jwt.encode(claims(), key, algorithm="ES256", headers={"kid": "k1"}).split(".")
+    header = {"alg": "ES256", "typ": "JWT"} | ({} if kid is None else {"kid": kid})
+    rejected(f"{b64(json.dumps(header).encode())}.{payload}.{signature}", settings, "invalid token")
+    assert server.hits == 0

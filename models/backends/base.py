@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from face3d.models.compiled import CompileUnit, Runner
 from face3d.models.reconstruction import Reconstruction
 from face3d.models.topology import Topology
 
@@ -25,7 +26,9 @@ from face3d.models.topology import Topology
 class BackendConfig:
     """Everything a backend may need to load, chosen by the caller (models/ reads no config files).
 
-    ``landmark_model`` picks the landmark net for backends built on MediaPipe's nets.
+    ``landmark_model`` picks the landmark net for backends built on MediaPipe's nets. ``compile`` says
+    whether the caller will compile the backend's ``compile_units`` (the backend itself serves eager
+    until ``install_compiled`` swaps compiled code in).
     """
 
     cache_dir: Path
@@ -34,6 +37,7 @@ class BackendConfig:
     dtype: str = "float32"
     max_faces: int = 4
     landmark_model: str = "478"
+    cuda_graphs: bool = True
 
 
 class ReconstructionBackend(ABC):
@@ -71,3 +75,15 @@ class ReconstructionBackend(ABC):
     @abstractmethod
     def describe(self) -> dict[str, Any]:
         """Backend name, model, version, weight hashes and licences, device, dtype, compiled buckets."""
+
+    def compile_units(self) -> list[CompileUnit]:
+        """The nets worth compiling ahead of time (models/compiled.py); none by default."""
+        return []
+
+    def install_compiled(self, name: str, runner: Runner) -> None:
+        """Swap the compiled ``runner`` in for unit ``name``; calls in flight are unaffected."""
+        raise KeyError(f"{self.name} has no compile unit {name!r}")
+
+    def compiled_status(self) -> dict[str, bool]:
+        """Unit name -> runs compiled code."""
+        return {}

@@ -11,6 +11,7 @@ import torch
 
 from face3d.models.backends.base import ReconstructionBackend
 from face3d.models.backends.registry import register
+from face3d.models.compiled import CompileUnit, Runner
 from face3d.models.engine import Engine
 from face3d.models.reconstruction import Reconstruction
 from face3d.models.topology import Topology, load_topology
@@ -33,7 +34,7 @@ class FacemeshBackend(ReconstructionBackend):
         self.engine = Engine(
             cache_dir=cfg.cache_dir,
             device=device,
-            compile=cfg.compile,
+            cuda_graphs=cfg.cuda_graphs,
             buckets=cfg.buckets,
             dtype=getattr(torch, cfg.dtype),
             landmark_model=cfg.landmark_model,
@@ -55,3 +56,12 @@ class FacemeshBackend(ReconstructionBackend):
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, **self._engine().model_info()}
+
+    def compile_units(self) -> list[CompileUnit]:
+        return self._engine().runners.units()
+
+    def install_compiled(self, name: str, runner: Runner) -> None:
+        self._engine().runners.install(name, runner)
+
+    def compiled_status(self) -> dict[str, bool]:
+        return self._engine().runners.status()

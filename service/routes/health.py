@@ -6,13 +6,13 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from face3d.service import metrics
-from face3d.service.deps import HealthGuard, MetricsGuard, Pool
+from face3d.service.deps import HealthGuard, MetricsGuard, Pool, StrictQuery
 from face3d.service.schemas import Health, Readiness
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], dependencies=[StrictQuery])
 
 
-@router.get("/livez", dependencies=[HealthGuard], response_model=Health)
+@router.get("/livez", operation_id="livez", dependencies=[HealthGuard], response_model=Health)
 async def livez() -> Health:
     """The process is up and serving HTTP (it says nothing about the workers)."""
     return Health(status="ok")
@@ -20,22 +20,38 @@ async def livez() -> Health:
 
 @router.get(
     "/readyz",
+    operation_id="readyz",
     dependencies=[HealthGuard],
     response_model=Readiness,
-    responses={503: {"model": Readiness, "description": "warming, no worker can serve, or draining"}},
+    responses={503: {"model": Readiness, "description": "warming, no worker can serve now, or draining"}},
 )
 async def readyz(pool: Pool) -> JSONResponse:
-    """200 once every worker is warmed; 503 while warming, after a crash, or while draining."""
-    status = "ready" if pool.ready else "draining" if pool.draining else "warming"
+    """200 once every worker has warmed up and while at least one of them can serve ("degraded" when
+    some cannot, e.g. one being replaced); 503 while warming, when none can serve, or while draining.
+    No pids or other internals: this port is open."""
+    if pool.draining:
+        status, code = "draining", 503
+    elif pool.ready:
+        status, code = "ready", 200
+    elif pool.serving and pool.warmed:
+        status, code = "degraded", 200
+    else:
+        status, code = ("unavailable" if pool.warmed else "warming"), 503
     body = Readiness(status=status, workers=pool.readiness())
-    return JSONResponse(body.model_dump(), status_code=200 if pool.ready else 503)
+    return JSONResponse(body.model_dump(), status_code=code)
 
 
 @router.get(
     "/metrics",
+    operation_id="metrics",
     dependencies=[MetricsGuard],
     response_class=Response,
-    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text exposition"}},
+    responses={
+        200: {
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+            "description": "Prometheus text exposition format",
+        }
+    },
 )
 async def prometheus() -> Response:
     body, content_type = metrics.render()

@@ -5,13 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from face3d.models.pipeline import ALL_FORMATS
-from face3d.service.deps import AppSettings, CurrentPrincipal, Pool
+from face3d.service.deps import AppSettings, CurrentPrincipal, Pool, StrictQuery
+from face3d.service.openapi import problems
 from face3d.service.schemas import Limits, ModelsInfo
 
-router = APIRouter(tags=["models"])
+router = APIRouter(tags=["models"], dependencies=[StrictQuery])
 
 
-@router.get("/v1/models", response_model=ModelsInfo)
+@router.get("/v1/models", operation_id="models", response_model=ModelsInfo, responses=problems(401))
 async def models(pool: Pool, settings: AppSettings, caller: CurrentPrincipal) -> ModelsInfo:
     """The backend's self-description as the first ready worker reports it, and each worker's state."""
     return ModelsInfo(

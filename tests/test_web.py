@@ -1,0 +1,388 @@
+"""The web page at ``/``: its files and headers (fast), then the page in a real browser against the real
+server over real HTTP (slow): Playwright driving Debian's chromium, WebGL on SwiftShader.
+
+Screenshots land in test-artifacts/web/ (ignored by git) for people and CI to look at.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import io
+import json
+import re
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from face3d.service.app import create_app
+from face3d.service.config import load_settings
+from face3d.service.routes.web import WEB_DIR
+from scripts import vendor_three
+from scripts.photos import photo_bytes
+from tests.serving import PROBLEM, SECRET, Server, blank_png, start_server  # noqa: F401  (a fixture)
+from tests.web_helpers import (
+    CHROMIUM_ARGS,
+    changed_share,
+    chromium_path,
+    foreground_share,
+    morph_target_names,
+    pixels,
+    save,
+    with_morph_targets,
+)
+
+FITTED = {"jawOpen": 0.3, "mouthSmileLeft": 0.0, "mouthSmileRight": 0.0, "browInnerUp": 0.2}
+READY_MS = 120_000
+# Generous waits: the 2-core CI machine is shared, and SwiftShader renders on those same cores.
+expect.set_options(timeout=20_000)
+
+
+# ------------------------------------------------------------------------------ files and headers
+def test_vendored_three_matches_its_pinned_tarball() -> None:
+    assert vendor_three.check() == []
+    index = (WEB_DIR / "index.html").read_text()
+    assert f"./web/vendor/three-{vendor_three.VERSION}/build/three.module.js" in index
+    licence = WEB_DIR / "vendor" / f"three-{vendor_three.VERSION}" / "LICENSE"
+    assert licence.read_text().startswith("The MIT License")
+
+
+def _app(tmp_path: Path, **overrides: object) -> Callable[..., list[httpx.Response]]:
+    """GET through the ASGI app (no socket, no lifespan: no workers needed): get(path, ...) -> responses."""
+    config = tmp_path / "api_config.yaml"
+    config.write_text(f"jwt_secret: {SECRET}\nresults_dir: {tmp_path / 'results'}\n")
+    app = create_app(load_settings(config, **overrides))
+
+    def get(*requests: str | tuple[str, dict[str, str]]) -> list[httpx.Response]:
+        async def go() -> list[httpx.Response]:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                pairs = [(r, {}) if isinstance(r, str) else r for r in requests]
+                return [await client.get(path, headers=headers) for path, headers in pairs]
+
+        return asyncio.run(go())
+
+    return get
+
+
+def test_page_headers_and_caching(tmp_path: Path) -> None:
+    get = _app(tmp_path)
+    (page,) = get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.headers["cache-control"] == "no-cache" and page.headers["etag"]
+    csp = page.headers["content-security-policy"]
+    import_map = re.search(r'<script type="importmap">(.*?)</script>', page.text, re.DOTALL)
+    assert import_map is not None
+    digest = base64.b64encode(hashlib.sha256(import_map.group(1).encode()).digest()).decode()
+    assert f"script-src 'self' 'sha256-{digest}'" in csp and "default-src 'none'" in csp
+    assert "unsafe" not in csp and "http" not in csp  # only this origin: no CDN, no eval
+    assert page.headers["referrer-policy"] == "no-referrer"
+    vendored = f"/web/vendor/three-{vendor_three.VERSION}/build/three.module.js"
+    revalidated, module, app_js, *missing = get(
+        ("/", {"If-None-Match": page.headers["etag"]}), vendored, "/web/app.js",
+        "/web/nope.js", "/web/../routes/web.py", "/web/%2e%2e/config.py", "/web/",
+    )  # fmt: skip
+    assert revalidated.status_code == 304
+    assert module.status_code == 200 and "javascript" in module.headers["content-type"]
+    assert module.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert app_js.headers["cache-control"] == "no-cache" and "content-security-policy" in app_js.headers
+    for answer in missing:
+        assert answer.status_code == 404 and answer.headers["content-type"].startswith(PROBLEM)
+
+
+def test_web_ui_false_serves_no_page(tmp_path: Path) -> None:
+    assert [r.status_code for r in _app(tmp_path, web_ui=False)("/", "/web/app.js")] == [404, 404]
+
+
+# ------------------------------------------------------------------------------- in a real browser
+@pytest.fixture(scope="module")
+def web_server(start_server: Callable[..., Server]) -> Server:  # noqa: F811
+    # Info logs (one line per request), so the test can check that no token reaches them; a roomy
+    # quota, so the page's uploads never meet a 429 the test did not ask for.
+    return start_server(log_level="info", quota_rate_per_s=100, quota_burst=100)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    context.set_default_timeout(60_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: msg.type == "error" and errors.append(msg.text))
+    yield page
+    context.close()
+    # A problem answer the test provoked on purpose logs a failed resource; anything else is a bug.
+    assert [e for e in errors if "the server responded with a status of" not in e] == []
+
+
+def token(server: Server, tenant: str = "web") -> str:
+    return server.token(tenant)["Authorization"].removeprefix("Bearer ")
+
+
+def open_signed_in(page: Page, server: Server) -> str:
+    """Open the page with a fresh token in the fragment; returns that token."""
+    fresh = token(server)
+    page.goto(f"{server.url}/#token={fresh}")
+    expect(page.locator("#upload")).to_be_visible()
+    assert "token" not in page.url  # read from the fragment, then stripped from the address bar
+    assert page.evaluate("sessionStorage.getItem('face3d.token')") == fresh
+    return fresh
+
+
+def upload_astronaut(page: Page, tmp_path: Path) -> None:
+    photo = tmp_path / "astronaut.jpg"
+    photo.write_bytes(photo_bytes("astronaut"))
+    page.set_input_files("#file", str(photo))
+    expect(page.locator("#viewer")).to_have_attribute("data-state", "ready", timeout=READY_MS)
+
+
+def drop_photo(page: Page, data: bytes) -> None:
+    """Drop ``data`` as a JPEG file on the drop zone, as a drag from the desktop does."""
+    transfer = page.evaluate_handle(
+        """(b64) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], "dropped.jpg", { type: "image/jpeg" }));
+            return transfer;
+        }""",
+        base64.b64encode(data).decode(),
+    )
+    page.dispatch_event("#drop", "dragover", {"dataTransfer": transfer})
+    page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
+
+
+def canvas_png(page: Page) -> bytes:
+    return page.locator("#viewer canvas").screenshot()
+
+
+def download(page: Page, link: str) -> bytes:
+    with page.expect_download() as info:
+        page.click(link)
+    path = info.value.path()
+    assert path is not None
+    return Path(path).read_bytes()
+
+
+@pytest.mark.slow
+def test_photo_to_head_overlay_and_downloads(web_server: Server, page: Page, tmp_path: Path) -> None:
+    used = open_signed_in(page, web_server)
+    upload_astronaut(page, tmp_path)
+    expect(page.locator("#backend")).to_contain_text("backend:")
+    shot = canvas_png(page)
+    save("viewer.png", shot)
+    assert foreground_share(shot) > 0.5, "the viewer's centre shows no head"
+    page.click("#wireframe")
+    wire = canvas_png(page)
+    save("viewer-wireframe.png", wire)
+    assert changed_share(shot, wire) > 0.05
+    page.click("#wireframe")
+    page.locator("#viewer").focus()
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("ArrowLeft")
+    turned = canvas_png(page)
+    assert changed_share(shot, turned) > 0.05, "arrow keys did not turn the head"
+    page.click("#reset-view")
+    assert changed_share(shot, canvas_png(page)) < 0.01, "reset did not return to the first view"
+
+    overlay = pixels(page.locator("#overlay").screenshot())
+    assert overlay.std() > 20  # the photo is drawn
+    expect(page.locator("#pose-text")).to_contain_text("yaw")
+    assert page.evaluate("document.getElementById('texture').naturalWidth") == web_server.settings.uv_size
+    save("page.png", page.screenshot(full_page=True))
+
+    glb = download(page, "#dl-glb")
+    assert glb[:4] == b"glTF"
+    with zipfile.ZipFile(io.BytesIO(download(page, "#dl-zip"))) as archive:
+        assert archive.testzip() is None  # every CRC matches
+        assert sorted(archive.namelist()) == ["face.mtl", "face.obj", "face.png"]
+        obj = archive.read("face.obj")
+    result = json.loads(download(page, "#dl-json"))
+    assert result["faces"] and "pose" in result["faces"][0]
+
+    log = web_server.log.read_text()
+    assert '"route": "/"' in log.replace("'", '"') or "/v1/reconstruct" in log  # requests are logged...
+    assert used.rsplit(".", 1)[1] not in log  # ...but never the token (its signature is unique)
+
+    # The same bytes as the stored files; the page only repackaged them.
+    result_id = page.evaluate("document.getElementById('dl-glb').download").removeprefix("face3d-")[:-4]
+    with web_server.client("web") as client:
+        assert client.get(f"/v1/results/{result_id}/face.obj").content == obj
+        assert client.get(f"/v1/results/{result_id}/face.glb").content == glb
+
+    # Expression panel: only for a GLB that has morph targets.
+    names = morph_target_names(glb)
+    if not names:
+        expect(page.locator("#morphs")).to_be_hidden()
+        return
+    expect(page.locator("#morphs")).to_be_visible()
+    assert page.locator("#sliders input[type=range]").count() == len(names)
+    slider = page.locator(f'#sliders input[data-name="{"jawOpen" if "jawOpen" in names else names[0]}"]')
+    before = canvas_png(page)
+    slider.fill("1")
+    after = canvas_png(page)
+    save("viewer-morph.png", after)
+    assert changed_share(before, after) > 0.002, "moving a morph slider did not change the render"
+
+
+@pytest.mark.slow
+def test_expression_panel_drives_morph_targets(web_server: Server, page: Page, tmp_path: Path) -> None:
+    """The panel on a GLB with morph targets (the server's mesh plus four named targets, served in
+    place of the stored face.glb): sliders, fitted/neutral, presets, keyboard."""
+
+    def add_targets(route) -> None:  # type: ignore[no-untyped-def]
+        response = route.fetch()
+        route.fulfill(response=response, body=with_morph_targets(response.body(), FITTED))
+
+    page.route(re.compile(r".*/v1/results/[^/]+/face\.glb$"), add_targets)
+    open_signed_in(page, web_server)
+    upload_astronaut(page, tmp_path)
+    expect(page.locator("#morphs")).to_be_visible()
+    sliders = page.locator("#sliders input[type=range]")
+    assert sliders.count() == len(FITTED)
+    for name, weight in FITTED.items():
+        expect(page.get_by_label(name, exact=True)).to_have_value(str(weight).rstrip("0").rstrip(".") or "0")
+    expect(page.get_by_label("Fitted to the photo")).to_be_checked()
+    fitted = canvas_png(page)
+
+    page.get_by_label("jawOpen", exact=True).fill("1")
+    opened = canvas_png(page)
+    save("morph-jaw-open.png", opened)
+    assert changed_share(fitted, opened) > 0.01, "the jawOpen slider did not change the render"
+    expect(page.get_by_label("Fitted to the photo")).not_to_be_checked()
+
+    page.get_by_label("Neutral").check()
+    for name in FITTED:
+        expect(page.get_by_label(name, exact=True)).to_have_value("0")
+    neutral = canvas_png(page)
+    assert changed_share(fitted, neutral) > 0.002
+
+    page.get_by_role("button", name="Smile").click()
+    expect(page.get_by_label("mouthSmileLeft", exact=True)).to_have_value("0.9")
+    smile = canvas_png(page)
+    save("morph-smile.png", smile)
+    assert changed_share(neutral, smile) > 0.002
+    expect(page.get_by_role("button", name="Blink")).to_have_count(0)  # no eyeBlink targets here
+
+    page.get_by_label("Fitted to the photo").check()
+    assert changed_share(fitted, canvas_png(page)) < 0.01
+    brow = page.get_by_label("browInnerUp", exact=True)
+    brow.focus()
+    page.keyboard.press("ArrowRight")
+    expect(brow).to_have_value("0.21")
+    play = page.get_by_role("button", name="Play expressions")
+    play.click()
+    expect(page.locator("#play")).to_have_attribute("aria-pressed", "true")
+    first = page.get_by_label("jawOpen", exact=True).input_value()
+    page.wait_for_timeout(400)
+    assert page.get_by_label("jawOpen", exact=True).input_value() != first, "play did not animate"
+    page.locator("#play").click()
+    expect(page.locator("#play")).to_have_attribute("aria-pressed", "false")
+    page.fill("#morph-filter", "mouth")
+    expect(page.get_by_label("jawOpen", exact=True)).to_be_hidden()
+    expect(page.get_by_label("mouthSmileRight", exact=True)).to_be_visible()
+    save("page-morphs.png", page.screenshot(full_page=True))
+
+
+@pytest.mark.slow
+def test_bad_token_and_no_face_show_the_problem(web_server: Server, page: Page, tmp_path: Path) -> None:
+    page.goto(f"{web_server.url}/#token=not-a-valid-token")
+    expect(page.locator("#message")).to_be_visible()
+    expect(page.locator("#message-title")).to_have_text("Missing or invalid credentials")
+    expect(page.locator("#signin")).to_be_visible()
+    expect(page.locator("#upload")).to_be_hidden()
+    assert page.evaluate("sessionStorage.getItem('face3d.token')") is None
+    save("bad-token.png", page.screenshot(full_page=True))
+
+    page.fill("#token-input", token(web_server))
+    page.click("#signin-form button[type=submit]")
+    expect(page.locator("#upload")).to_be_visible()
+    expect(page.locator("#message")).to_be_hidden()
+    blank = tmp_path / "blank.png"
+    blank.write_bytes(blank_png())
+    page.set_input_files("#file", str(blank))
+    expect(page.locator("#message-title")).to_have_text("No face found in the image", timeout=READY_MS)
+    expect(page.locator("#busy")).to_be_hidden()
+
+
+@pytest.mark.slow
+def test_phone_width_and_labelled_controls(web_server: Server, browser: Browser, tmp_path: Path) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    context.set_default_timeout(60_000)
+    page = context.new_page()
+    try:
+        open_signed_in(page, web_server)
+        drop_photo(page, photo_bytes("astronaut"))
+        expect(page.locator("#viewer")).to_have_attribute("data-state", "ready", timeout=READY_MS)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, "the page scrolls sideways"
+        assert foreground_share(canvas_png(page)) > 0.5
+        save("phone.png", page.screenshot(full_page=True))
+        unlabelled = page.evaluate(
+            """() => [...document.querySelectorAll('button, input, a.button, [tabindex]')]
+                .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+                                && !el.getAttribute('aria-labelledby') && !el.textContent.trim())
+                .map((el) => el.outerHTML.slice(0, 80))"""
+        )
+        assert unlabelled == []
+    finally:
+        context.close()
+
+
+@pytest.mark.slow
+def test_page_needs_no_other_origin(web_server: Server, page: Page, tmp_path: Path) -> None:
+    """Every request the page makes goes to the service itself: no CDN, no network at run time."""
+    origins: set[str] = set()
+    page.on("request", lambda request: origins.add(re.sub(r"^(\w+:(//[^/]+)?).*$", r"\1", request.url)))
+    open_signed_in(page, web_server)
+    upload_astronaut(page, tmp_path)
+    assert origins <= {web_server.url, "blob:", "data:"}, origins
+
+    result_id = page.evaluate("document.getElementById('dl-glb').download").removeprefix("face3d-")[:-4]
+    page.click("#delete")
+    expect(page.locator("#message-title")).to_have_text("Deleted")
+    with web_server.client("web") as client:
+        assert client.get(f"/v1/results/{result_id}/face.glb").status_code == 404
+    assert download(page, "#dl-glb")[:4] == b"glTF"  # the page's copy outlives the server's
+
+
+@pytest.mark.slow
+def test_camera_capture_is_uploaded(web_server: Server, browser: Browser) -> None:
+    """Chromium's fake camera (a moving test pattern, no face in it): open, capture, upload, and the
+    service's answer (no face) shown as a problem."""
+    args = [*CHROMIUM_ARGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+    with_camera = browser.browser_type.launch(executable_path=chromium_path(), args=args)
+    try:
+        context = with_camera.new_context(permissions=["camera"])
+        context.set_default_timeout(60_000)
+        page = context.new_page()
+        open_signed_in(page, web_server)
+        posts: list[str] = []
+        page.on("request", lambda r: r.method == "POST" and posts.append(r.headers.get("content-type", "")))
+        page.click("#camera-open")
+        expect(page.locator("#camera")).to_be_visible()
+        # Poll from Python: wait_for_function evaluates a string in the page, which the page's CSP
+        # (no 'unsafe-eval') rightly refuses.
+        end = time.monotonic() + 30
+        while page.evaluate("document.getElementById('video').videoWidth") == 0 and time.monotonic() < end:
+            time.sleep(0.1)
+        page.click("#capture")
+        expect(page.locator("#camera")).to_be_hidden()
+        no_face = page.locator("#message-title")
+        expect(no_face).to_have_text("No face found in the image", timeout=READY_MS)
+        assert len(posts) == 1 and posts[0].startswith("multipart/form-data")
+    finally:
+        with_camera.close()
