@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 DEV_ENV := .dev.env
 
-.PHONY: install install-test weights serve token test lint bench bench-http deploy-check clean
+.PHONY: install install-test weights serve token test lint bench bench-http deploy-check reliability clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +42,8 @@ serve: weights $(DEV_ENV)
 	set -a; . ./$(DEV_ENV); set +a; exec $(BIN)/face3d serve
 
 token: $(VENV)/.runtime $(DEV_ENV)
-	@set -a; . ./$(DEV_ENV); set +a; $(BIN)/face3d token --sub dev --scope reconstruct --scope results:read --ttl 12h
+	@set -a; . ./$(DEV_ENV); set +a; $(BIN)/face3d token --sub dev --scope reconstruct --scope results:read \
+		--scope results:delete --ttl 12h
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check .
@@ -52,6 +53,18 @@ lint: $(VENV)/.test
 test: $(VENV)/.test weights lint
 	$(BIN)/python -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+# The hardening suites at full length (RELIABILITY.md): schemathesis with more cases, overload and
+# fault injection at c=32, a 10-minute soak, minutes of fuzzing; `make test` runs them bounded.
+# Prints the figures they measured (also kept in build/reliability/figures.jsonl). About 25 minutes.
+FIGURES := build/reliability/figures.jsonl
+reliability: $(VENV)/.test weights
+	@mkdir -p $(dir $(FIGURES)); rm -f $(FIGURES)
+	RELIABILITY_LONG=1 RELIABILITY_FIGURES=$(CURDIR)/$(FIGURES) $(BIN)/python -m pytest -q -m reliability \
+		tests/test_contract.py tests/test_quota.py tests/test_hostile_images.py tests/test_fuzz_decode.py \
+		tests/test_reliability_auth.py tests/test_reliability_uploads.py tests/test_reliability_faults.py \
+		tests/test_reliability_overload.py tests/test_reliability_soak.py; rc=$$?; \
+	$(BIN)/python -m tests.figures $(FIGURES); exit $$rc
 
 bench: weights
 	$(BIN)/python -m bench.engine

@@ -55,11 +55,21 @@ def _sync(device: torch.device) -> None:
 
 
 def ready_engine(
-    device: torch.device, uv_size: int, cuda_graphs: bool = False, compiled: bool = False
+    device: torch.device,
+    uv_size: int,
+    landmark_model: str,
+    cuda_graphs: bool = False,
+    compiled: bool = False,
 ) -> Engine:
     """An engine as the service runs it: eager, or with the compiled packages from the weights cache's
     ``compiled/`` folder installed (built there first when missing), CUDA graphs where asked."""
-    engine = Engine(device=str(device), buckets=(1,), cuda_graphs=cuda_graphs, cache_dir=default_cache_dir())
+    engine = Engine(
+        device=str(device),
+        buckets=(1,),
+        cuda_graphs=cuda_graphs,
+        cache_dir=default_cache_dir(),
+        landmark_model=landmark_model,
+    )
     engine.warmup(uv_sizes=(uv_size,))
     if compiled:
         store = CompiledStore(default_cache_dir() / "compiled")
@@ -147,6 +157,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--naive-runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--landmark-model", default="v2", choices=("468", "478", "v2"))
     parser.add_argument("--no-compile", action="store_true", help="skip the compiled path")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -156,7 +167,7 @@ def main() -> int:
     jpeg = test_jpeg(args.photo, args.size)
     paths: dict[str, dict] = {}
 
-    eager = ready_engine(device, args.uv_size)
+    eager = ready_engine(device, args.uv_size, args.landmark_model)
     for _ in range(2):
         run_naive_path(eager, jpeg, args.uv_size)
     naive = [run_naive_path(eager, jpeg, args.uv_size) for _ in range(args.naive_runs)]
@@ -165,13 +176,15 @@ def main() -> int:
     runners: dict[str, Engine] = {"eager": eager}
     compile_s = None
     if device.type == "cuda":
-        runners["eager+graphs"] = ready_engine(device, args.uv_size, cuda_graphs=True)
+        runners["eager+graphs"] = ready_engine(device, args.uv_size, args.landmark_model, cuda_graphs=True)
     if not args.no_compile:
         start = time.perf_counter()
-        runners["compiled"] = ready_engine(device, args.uv_size, compiled=True)
+        runners["compiled"] = ready_engine(device, args.uv_size, args.landmark_model, compiled=True)
         compile_s = time.perf_counter() - start
         if device.type == "cuda":
-            runners["compiled+graphs"] = ready_engine(device, args.uv_size, cuda_graphs=True, compiled=True)
+            runners["compiled+graphs"] = ready_engine(
+                device, args.uv_size, args.landmark_model, cuda_graphs=True, compiled=True
+            )
     for name, engine in runners.items():
         for _ in range(3):
             run_engine_path(engine, jpeg, args.uv_size)
@@ -179,7 +192,10 @@ def main() -> int:
         paths[name] = summarise([run_engine_path(engine, jpeg, args.uv_size) for _ in range(args.runs)])
 
     print(f"face3d engine benchmark: {args.size}² JPEG ({args.photo}) -> OBJ + {args.uv_size}² PNG")
-    print(f"device={device} threads={args.threads} torch={torch.__version__} cpu={_cpu_name()}")
+    print(
+        f"landmarks={args.landmark_model} device={device} threads={args.threads} "
+        f"torch={torch.__version__} cpu={_cpu_name()}"
+    )
     if compile_s is not None:
         print(f"compiled packages loaded (or built, first run) + warm-up: {compile_s:.1f} s")
     header = f"{'stage (ms)':<12}" + "".join(f"{name + ' p50':>14}{'p90':>8}" for name in paths)

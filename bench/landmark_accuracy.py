@@ -97,14 +97,21 @@ def score(net: Net, image: np.ndarray, truth: np.ndarray) -> tuple[float, bool]:
     return float("nan"), True
 
 
-def median_ms(fn: Callable[[], object], runs: int) -> float:
+def median_ms(fn: Callable[[], object], runs: int) -> tuple[float, float]:
+    """Median wall-clock and process-CPU milliseconds of ``fn``. CPU time (all threads summed) is
+    what the work costs; wall time also counts waiting for cores that other processes hold."""
     fn()
-    times = []
+    wall, cpu = [], []
     for _ in range(runs):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return statistics.median(wall) * 1000, statistics.median(cpu) * 1000
+
+
+def _cells(timings: list[tuple[float, float]], count: tuple[int, ...]) -> str:
+    return "".join(f"{w / n:10.2f}{c / n:10.2f}" for (w, c), n in zip(timings, count, strict=True))
 
 
 def main() -> None:
@@ -131,22 +138,23 @@ def main() -> None:
         print(f"{'mean':14s}" + "".join(f"{np.nanmean(table[n.name]):9.4f} " for n in nets))
 
         print(f"\nlandmark stage, CPU eager, {args.threads} thread(s), median of {args.runs}: ms per face")
+        print("(wall: elapsed; cpu: process CPU time, all threads summed, unaffected by other processes)")
         image = photos["lenna"][0]
         batch, sizes = pad_images([torch.from_numpy(image.copy()).permute(2, 0, 1).contiguous()])
         x, frames = letterbox(batch, sizes)
         _, boxes, keypoints, _ = select_faces(*detector(x), frames, max_faces=1).flatten()
-        print(f"{'net':10s}{'1 face':>10s}{'8 faces':>10s}")
+        print(f"{'net':10s}{'1 wall':>10s}{'1 cpu':>10s}{'8 wall':>10s}{'8 cpu':>10s}")
         for net in nets:
             row = []
             for count in (1, 8):
                 rois = net.rois(boxes, keypoints).expand(count, -1)
                 index = torch.zeros(count, dtype=torch.long)
-                row.append(median_ms(partial(net.stage, batch, sizes, index, rois), args.runs) / count)
-            print(f"{net.name:10s}" + "".join(f"{ms:10.2f}" for ms in row))
+                row.append(median_ms(partial(net.stage, batch, sizes, index, rois), args.runs))
+            print(f"{net.name:10s}" + _cells(row, (1, 8)))
         blendshapes = load_blendshapes(default_cache_dir()).eval()
         points = torch.from_numpy(nets[-1].faces(image)[:1])
-        row = [median_ms(lambda c=c: blendshapes(points.expand(c, -1, -1)), args.runs) / c for c in (1, 8)]
-        print(f"{'blendshape':10s}" + "".join(f"{ms:10.2f}" for ms in row))
+        row = [median_ms(lambda c=c: blendshapes(points.expand(c, -1, -1)), args.runs) for c in (1, 8)]
+        print(f"{'blendshape':10s}" + _cells(row, (1, 8)))
 
 
 if __name__ == "__main__":

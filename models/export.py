@@ -25,6 +25,8 @@ import pygltflib as gl
 from PIL import Image, ImageDraw
 
 from face3d.models.ibug68 import ibug68
+from face3d.models.ict_export import draw_head, model_json, to_head_glb, to_head_obj
+from face3d.models.ict_topology import HeadTopology
 from face3d.models.reconstruction import Face, Reconstruction
 
 if TYPE_CHECKING:
@@ -185,9 +187,9 @@ def face_prefix(index: int, count: int) -> str:
     return "face" if count == 1 else f"face{index}"
 
 
-def _face_json(face: Face, prefix: str, files: list[str]) -> dict[str, Any]:
+def _face_json(face: Face, prefix: str, files: list[str], neutral: bool = False) -> dict[str, Any]:
     pose = face.pose
-    return {
+    doc = {
         "bbox": _round(face.bbox, 2),
         "score": round(float(face.score), 4),
         "landmarks": _round(face.landmarks, 2),
@@ -203,12 +205,21 @@ def _face_json(face: Face, prefix: str, files: list[str]) -> dict[str, Any]:
         "texture_coverage": round(float(face.coverage), 4),
         "files": [name for name in files if name.rsplit(".", 1)[0] == prefix],
     }
+    if face.blendshapes is not None:  # MediaPipe's 52 ARKit-named scores (478-point landmark nets)
+        doc["blendshapes"] = {name: round(float(v), 4) for name, v in face.blendshapes.items()}
+    if face.model is not None:  # morphable-model backends (ict): parameters, model landmarks, fit
+        doc.update(model_json(face.model, neutral))
+    return doc
 
 
-def result_json(rec: Reconstruction, model_info: dict[str, Any] | None, files: list[str]) -> dict[str, Any]:
-    """The machine-readable result: per face bbox, score, landmarks (all + iBUG 68), pose, coverage.
+def result_json(
+    rec: Reconstruction, model_info: dict[str, Any] | None, files: list[str], neutral: bool = False
+) -> dict[str, Any]:
+    """The machine-readable result: per face bbox, score, landmarks (all + iBUG 68), pose, coverage;
+    with a morphable model also identity, expression, blendshapes, model landmarks and fit residual.
 
     ``files`` names every file of this result (result.json included); each face also lists its own.
+    ``neutral`` says the meshes carry the identity with a neutral expression (ict only).
     """
     count = len(rec.faces)
     return {
@@ -222,7 +233,9 @@ def result_json(rec: Reconstruction, model_info: dict[str, Any] | None, files: l
         },
         "model": dict(model_info or {}),
         "timings_ms": {k: round(float(v), 3) for k, v in rec.timings_ms.items()},
-        "faces": [_face_json(face, face_prefix(i, count), files) for i, face in enumerate(rec.faces)],
+        "faces": [
+            _face_json(face, face_prefix(i, count), files, neutral) for i, face in enumerate(rec.faces)
+        ],
         "files": list(files),
     }
 
@@ -244,13 +257,17 @@ def render_preview(
         canvas = canvas.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
     sx, sy = canvas.width / width, canvas.height / height
     draw = ImageDraw.Draw(canvas, "RGBA")  # translucent edges: the face stays visible under its mesh
-    pairs = np.asarray(topology.triangles)[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
-    edges = np.unique(np.sort(pairs, axis=1), axis=0)
+    if not isinstance(topology, HeadTopology):
+        pairs = np.asarray(topology.triangles)[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
+        edges = np.unique(np.sort(pairs, axis=1), axis=0)
     stroke = max(1, round(max(canvas.size) / 700))
     for face in rec.faces:
-        points = np.asarray(face.landmarks, dtype=np.float64)[:, :2] * (sx, sy)
-        for segment in points[edges].reshape(-1, 4).tolist():
-            draw.line(segment, fill=(0, 255, 120, 140), width=1)
+        if isinstance(topology, HeadTopology):  # the fitted head, posed into the photo
+            draw_head(draw, face, topology, sx, sy)
+        else:
+            points = np.asarray(face.landmarks, dtype=np.float64)[:, :2] * (sx, sy)
+            for segment in points[edges].reshape(-1, 4).tolist():
+                draw.line(segment, fill=(0, 255, 120, 140), width=1)
         x0, y0, x1, y1 = face.bbox
         draw.rectangle((x0 * sx, y0 * sy, x1 * sx, y1 * sy), outline=(255, 210, 0), width=stroke)
         draw.text((x0 * sx + 2, max(0.0, y0 * sy - 12)), f"{face.score:.2f}", fill=(255, 210, 0))
@@ -265,12 +282,14 @@ def export_files(
     texture_format: TextureFormat = "png",
     model_info: dict[str, Any] | None = None,
     jpeg_quality: int = 90,
+    neutral: bool = False,
 ) -> dict[str, bytes]:
     """All requested files of one reconstruction, by file name (see the module docstring).
 
     ``formats`` picks from FORMATS: "obj" (OBJ + MTL + texture), "png" (the texture; ``face.jpg``
     with texture_format="jpeg"), "glb", "json" (result.json), "preview" (preview.png). Each texture
-    is encoded once and shared by the texture file, the OBJ material and the GLB.
+    is encoded once and shared by the texture file, the OBJ material and the GLB. ``neutral`` (heads
+    of a morphable model only) writes the identity with a neutral expression.
     """
     unknown = set(formats) - FORMATS
     if unknown:
@@ -288,16 +307,25 @@ def export_files(
         texture = encode_texture(face.texture, texture_format, jpeg_quality)
         if formats & {"obj", "png"}:
             files[texture_name] = texture
-        if "obj" in formats:
+        head = isinstance(topology, HeadTopology)
+        if "obj" in formats and head:
+            files[f"{prefix}.obj"], files[f"{prefix}.mtl"] = to_head_obj(
+                face, topology, texture_name, f"{prefix}.mtl", neutral
+            )
+        elif "obj" in formats:
             files[f"{prefix}.obj"], files[f"{prefix}.mtl"] = to_obj(
                 face, topology, texture_name, f"{prefix}.mtl"
             )
-        if "glb" in formats:
+        if "glb" in formats and head:
+            files[f"{prefix}.glb"] = to_head_glb(
+                face, topology, texture, TEXTURE_MIME[texture_format], neutral
+            )
+        elif "glb" in formats:
             files[f"{prefix}.glb"] = to_glb(face, topology, texture, TEXTURE_MIME[texture_format])
     if "preview" in formats:
         files["preview.png"] = render_preview(image, rec, topology)
     if "json" in formats:
-        doc = result_json(rec, model_info, [*files, "result.json"])
+        doc = result_json(rec, model_info, [*files, "result.json"], neutral)
         doc["timings_ms"]["export"] = round((time.perf_counter() - start) * 1000.0, 3)
         files["result.json"] = dump_json(doc)
     return files

@@ -53,6 +53,9 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct
 MAX_JPEG_SCANS = 100
 """Start-of-scan markers allowed in a JPEG: baseline has 1 (3 for non-interleaved), progressive
 encoders write about 10, a phone's multi-picture file a few dozen."""
+MAX_JPEG_SCAN_PIXELS = 400_000_000
+"""Scans x pixels allowed: the decoder passes over every coefficient once per scan, so this bounds
+its work (ten scans of a 40-megapixel photo)."""
 MAX_PNG_CHUNKS = 20_000
 """Chunks allowed in a PNG: a 20 MB file in 8 KB image-data chunks has 2,500."""
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -85,9 +88,6 @@ def _foreign_format(data: bytes) -> str | None:
 
 def _check_structure(data: bytes) -> None:
     """Refuse files whose structure would make decoding cost far more than their size (see above)."""
-    if data[:2] == b"\xff\xd8" and data.count(b"\xff\xda") > MAX_JPEG_SCANS:
-        # 0xFF 0xDA only occurs as a marker: inside entropy-coded data every 0xFF is followed by 0x00.
-        raise ImageError("invalid-image", f"the JPEG has more than {MAX_JPEG_SCANS} scans")
     if data[:8] == _PNG_SIGNATURE:
         offset, chunks = 8, 0
         while offset + 8 <= len(data):
@@ -127,6 +127,12 @@ def _open(data: bytes, max_pixels: int | None) -> Image.Image:
         raise ImageError(
             "too-large", f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}"
         )
+    if data[:2] == b"\xff\xd8":
+        # 0xFF 0xDA only occurs as a marker: inside entropy-coded data every 0xFF is followed by 0x00.
+        scans = data.count(b"\xff\xda")
+        if scans > MAX_JPEG_SCANS or scans * width * height > MAX_JPEG_SCAN_PIXELS:
+            image.close()
+            raise ImageError("invalid-image", f"the JPEG has too many scans ({scans}) for its size")
     return image
 
 

@@ -54,13 +54,17 @@ def parse_formats(formats: str | Iterable[str]) -> frozenset[str]:
 class ReconstructOptions:
     """What one reconstruction produces. Frozen and picklable: it travels to the worker unchanged.
 
-    Jobs with equal ``batch_key`` share one backend call.
+    Jobs with equal ``batch_key`` share one backend call. ``neutral`` asks a morphable-model backend
+    (ict) for the identity with a neutral expression in the meshes (the fitted expression stays in the
+    JSON and, for the GLB, in the morph targets an app can set); it is an export choice, so it does
+    not split batches, and backends without expressions (facemesh) ignore it.
     """
 
     uv_size: int = DEFAULT_UV_SIZE
     formats: frozenset[str] = DEFAULT_FORMATS
     texture_format: TextureFormat = "png"
     all_faces: bool = False
+    neutral: bool = False
 
     def __post_init__(self) -> None:
         check_uv_size(self.uv_size)
@@ -76,6 +80,7 @@ class ReconstructOptions:
         formats: str | Iterable[str] | None = None,
         texture_format: str = "png",
         all_faces: bool = False,
+        neutral: bool = False,
         default_uv_size: int = DEFAULT_UV_SIZE,
         max_uv_size: int = MAX_UV_SIZE,
         uv_size_name: str = "uv_size",
@@ -84,7 +89,7 @@ class ReconstructOptions:
         size = default_uv_size if uv_size is None else uv_size
         check_uv_size(size, max_uv_size, uv_size_name)
         chosen = DEFAULT_FORMATS if formats is None else parse_formats(formats)
-        return cls(size, chosen, texture_format, all_faces)  # type: ignore[arg-type]
+        return cls(size, chosen, texture_format, all_faces, neutral)  # type: ignore[arg-type]
 
     @property
     def batch_key(self) -> tuple[int, bool]:
@@ -117,10 +122,14 @@ def export_result(
     if "preview" in options.formats and image is None:
         raise ValueError("the preview needs the photo")
     start = time.monotonic()
-    files = export_files(rec, image, topology, options.formats, options.texture_format, model_info)
+    files = export_files(
+        rec, image, topology, options.formats, options.texture_format, model_info, neutral=options.neutral
+    )
     # The document is result.json's when one was written (same content, incl. the export time).
     raw = files.get("result.json")
-    document = json.loads(raw) if raw is not None else result_json(rec, model_info, list(files))
+    document = (
+        json.loads(raw) if raw is not None else result_json(rec, model_info, list(files), options.neutral)
+    )
     return Exported(files, document, (time.monotonic() - start) * 1000.0)
 
 

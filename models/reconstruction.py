@@ -36,6 +36,23 @@ class Pose:
     translation: np.ndarray  # (3,) float
 
 
+@dataclass(frozen=True)
+class FaceModel:
+    """A morphable-model fit of one face (backend ``ict``): what the parameters and exports need.
+
+    ``vertices`` of the ``Face`` are ``base_vertices`` plus the expression shapes at ``expression``
+    weights (the fitted head); ``base_vertices`` are the identity alone with a neutral expression,
+    the base mesh a GLB's morph targets apply to.
+    """
+
+    identity: np.ndarray  # (100,) float32 coefficients, a priori N(0, 1)
+    expression: np.ndarray  # (53,) float32 weights in [0, 1], in ``expression_names`` order
+    expression_names: tuple[str, ...]
+    base_vertices: np.ndarray  # (V, 3) float32 model space: identity only, neutral expression
+    landmarks_68: np.ndarray  # (68, 3) float32 image space: the model's 68 landmark vertices, posed
+    fit_residual_px: float  # mean image-plane distance of the fitted landmarks to the net's, pixels
+
+
 @dataclass
 class Face:
     """One reconstructed face."""
@@ -43,10 +60,12 @@ class Face:
     bbox: tuple[float, float, float, float]  # x0, y0, x1, y1 in image pixels
     score: float  # detector confidence, 0..1
     landmarks: np.ndarray  # (N, 3) float32, image space; N = 468 or 478 (with irises)
-    vertices: np.ndarray  # (468, 3) float32, model space (see module docstring)
+    vertices: np.ndarray  # (V, 3) float32, model space (see module docstring); V = 468 for facemesh
     pose: Pose
-    texture: np.ndarray  # (uv_size, uv_size, 3) uint8 RGB, UV layout of models/topology.py
+    texture: np.ndarray  # (uv_size, uv_size, 3) uint8 RGB, UV layout of the backend's topology
     coverage: float  # fraction of the face's UV area that saw the photo directly, 0..1
+    model: FaceModel | None = None  # morphable-model backends only; vertices then follow its layout
+    blendshapes: dict[str, float] | None = None  # MediaPipe's 52 ARKit-named scores (478-point nets)
 
 
 @dataclass

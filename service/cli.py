@@ -127,8 +127,9 @@ def _reconstruct(args: argparse.Namespace) -> int:
 
     settings = _offline_settings(args.config)
     return run_reconstruct(
-        args.photos, args.out, args.uv_size, args.formats, args.all_faces, settings, args.texture
-    )
+        args.photos, args.out, args.uv_size, args.formats, args.all_faces, settings, args.texture,
+        neutral=args.neutral,
+    )  # fmt: skip
 
 
 def _batch(args: argparse.Namespace) -> int:
@@ -187,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rec.add_argument("--texture", choices=("png", "jpeg"), default="png", help="texture image format")
     rec.add_argument("--all-faces", action="store_true", help="every face, not only the largest")
+    rec.add_argument(
+        "--neutral", action="store_true", help="the fitted identity with a neutral expression (backend ict)"
+    )
     rec.add_argument("--config", **config)
     rec.set_defaults(run=_reconstruct)
 

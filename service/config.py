@@ -81,11 +81,12 @@ class Settings(BaseSettings):
     max_batch: int = Field(8, ge=1)
     max_wait_ms: float = Field(5.0, ge=0)
     max_queue: int = Field(64, ge=1)
+    max_queue_wait_s: float = Field(10.0, ge=0)
     request_timeout_s: float = Field(30.0, gt=0)
     watchdog_s: float = Field(10.0, gt=0)
     drain_timeout_s: float = Field(25.0, ge=0)
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
-    landmark_model: Literal["468", "478"] = "478"
+    landmark_model: Literal["468", "478", "v2"] = "v2"
     uv_size: int = Field(2048, ge=256)
     max_uv_size: int = Field(4096, ge=256)
     max_faces: int = Field(4, ge=1, le=32)

@@ -13,7 +13,8 @@ rather than through ``HTTPBearer``, so the OpenAPI document does not claim they 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -41,27 +42,30 @@ from face3d.service.uploads import UploadBudget
 _bearer = HTTPBearer(auto_error=False, description="JWT from `face3d token` or your identity provider")
 
 
-def _principal(settings: Settings, token: str | None) -> Principal:
+async def _principal(settings: Settings, token: str | None) -> Principal:
+    """Verify ``token``. A signature check is tens of microseconds, so it runs on the event loop;
+    with a JWKS URL the key lookup may fetch over the network, so that runs in a thread."""
     if settings.auth_disabled_dev:
         return DEV_PRINCIPAL
     if not token:
         raise unauthorized("missing bearer token (Authorization: Bearer <token>)")
+    if settings.jwt_jwks_url:
+        return await asyncio.to_thread(verify_token, token, settings)
     return verify_token(token, settings)
 
 
-def current_principal(
+async def current_principal(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal:
-    """The verified caller. A plain ``def`` on purpose: FastAPI runs it in a thread, so a JWKS fetch
-    never blocks the event loop. Only the Authorization header counts (never a query parameter)."""
-    return _principal(request.app.state.settings, credentials.credentials if credentials else None)
+    """The verified caller. Only the Authorization header counts (never a query parameter)."""
+    return await _principal(request.app.state.settings, credentials.credentials if credentials else None)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
-def _scoped(scope: str) -> Callable[[Principal], Principal]:
-    def check(principal: CurrentPrincipal) -> Principal:
+def _scoped(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
+    async def check(principal: CurrentPrincipal) -> Principal:
         require_scope(principal, scope)
         return principal
 
@@ -78,16 +82,16 @@ def _header_token(request: Request) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
-def _open_unless(flag: str, scope: str | None) -> Callable[..., None]:
+def _open_unless(flag: str, scope: str | None) -> Callable[..., Awaitable[None]]:
     """Guard for endpoints a deployment may open: nothing when ``settings.<flag>`` is true, else a
     verified caller (holding ``scope``, when given). The OpenAPI document adds the bearer
     requirement to these routes only when they are closed (service/openapi.py)."""
 
-    def guard(request: Request) -> None:
+    async def guard(request: Request) -> None:
         settings: Settings = request.app.state.settings
         if getattr(settings, flag):
             return
-        principal = _principal(settings, _header_token(request))
+        principal = await _principal(settings, _header_token(request))
         if scope:
             require_scope(principal, scope)
 
@@ -130,23 +134,25 @@ async def known_query_only(request: Request) -> None:
 StrictQuery = Depends(known_query_only)
 
 
-def _settings(request: Request) -> Settings:
+# The accessors below are ``async def`` only so that FastAPI calls them inline: a plain ``def``
+# dependency costs a trip through the thread pool on every request.
+async def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def _pool(request: Request) -> WorkerPool:
+async def _pool(request: Request) -> WorkerPool:
     return request.app.state.pool
 
 
-def _store(request: Request) -> ResultStore:
+async def _store(request: Request) -> ResultStore:
     return request.app.state.store
 
 
-def _quota(request: Request) -> Quota:
+async def _quota(request: Request) -> Quota:
     return request.app.state.quota
 
 
-def _uploads(request: Request) -> UploadBudget:
+async def _uploads(request: Request) -> UploadBudget:
     return request.app.state.uploads
 
 

@@ -1,5 +1,6 @@
-"""Pure ASGI middleware: request id in and out, in-flight gauge and limit, latency by route template,
-one log line per request, and face3d_errors_total for every problem answer whichever layer raised it."""
+"""Pure ASGI middleware: request id in and out, in-flight gauge and limit, latency by route template
+(and in a Server-Timing header), one log line per request, and face3d_errors_total for every problem
+answer whichever layer raised it."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ log = logging.getLogger("face3d.api")
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _QUIET_ROUTES = ("/livez", "/readyz", "/metrics")
+MAX_HEADER_BYTES = 32 * 1024
+"""Request headers beyond this are refused with 431 (tokens are at most 8 KB: service/auth.py)."""
 
 
 class RequestContext:
@@ -27,7 +30,9 @@ class RequestContext:
     Pure ASGI rather than ``BaseHTTPMiddleware`` so the upload stream reaches the route untouched.
     The route template (``/v1/results/{result_id}/{name}``) keeps the metric's label set bounded.
     More than ``max_inflight`` requests at once (health and metrics not counted, so probes and
-    scrapes always get through) are answered 503 + Retry-After before any routing or body read.
+    scrapes always get through) are answered 503 + Retry-After before any routing or body read;
+    request headers over ``MAX_HEADER_BYTES`` are answered 431 (the HTTP parser's own limit applies
+    only to heads that arrive in pieces).
     """
 
     def __init__(self, app: ASGIApp, max_inflight: int = 1_000_000) -> None:
@@ -53,6 +58,8 @@ class RequestContext:
                 status = message["status"]
                 headers = MutableHeaders(scope=message)
                 headers.append("X-Request-ID", request_id)
+                # Time spent in the server until the answer starts (W3C Server-Timing).
+                headers.append("Server-Timing", f"app;dur={(time.perf_counter() - start) * 1e3:.1f}")
                 problem = headers.get("content-type", "").startswith(PROBLEM_MEDIA_TYPE)
             elif message["type"] == "http.response.body" and problem:
                 problem = False
@@ -61,7 +68,11 @@ class RequestContext:
 
         counted = scope["path"] not in _QUIET_ROUTES
         app = self.app
-        if counted and self.inflight >= self.max_inflight:
+        if sum(len(name) + len(value) for name, value in scope["headers"]) > MAX_HEADER_BYTES:
+            app = problem_response(
+                Problem("headers-too-large", f"request headers over {MAX_HEADER_BYTES} bytes"), scope["path"]
+            )
+        elif counted and self.inflight >= self.max_inflight:
             app = problem_response(
                 Problem("overloaded", "too many requests in progress; retry", headers={"Retry-After": "1"}),
                 scope["path"],

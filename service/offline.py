@@ -92,7 +92,12 @@ def _reconstruct_group(
 
 
 def cli_options(
-    settings: Settings, uv_size: int | None, formats: Sequence[str] | None, texture: str, all_faces: bool
+    settings: Settings,
+    uv_size: int | None,
+    formats: Sequence[str] | None,
+    texture: str,
+    all_faces: bool,
+    neutral: bool = False,
 ) -> ReconstructOptions:
     """The CLI's options: the pipeline's rules; with no --formats, every format (preview included)."""
     return ReconstructOptions.parse(
@@ -100,6 +105,7 @@ def cli_options(
         formats=ALL_FORMATS if formats is None else formats,
         texture_format=texture,
         all_faces=all_faces,
+        neutral=neutral,
         default_uv_size=settings.uv_size,
         max_uv_size=settings.max_uv_size,
         uv_size_name="--uv-size",
@@ -125,9 +131,10 @@ def run_reconstruct(
     all_faces: bool,
     settings: Settings,
     texture: str = "png",
+    neutral: bool = False,
 ) -> int:
     """Reconstruct each photo into ``out_dir/<stem>/``; one line per photo; exit code 1 if any failed."""
-    options = cli_options(settings, uv_size, formats, texture, all_faces)
+    options = cli_options(settings, uv_size, formats, texture, all_faces, neutral)
     items = [Item(Path(p), Path(out_dir) / Path(p).stem) for p in photos]
     clashes = sorted({str(a.source) for a in items for b in items if a is not b and a.out == b.out})
     if clashes:

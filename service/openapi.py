@@ -128,7 +128,8 @@ def _apply_settings(path: str, operation: dict[str, Any], settings: Settings) ->
     )
     if closed:
         operation["security"] = [{"HTTPBearer": []}]
-        operation["responses"].update(problems(401, 403) if path == "/metrics" else problems(401))
+        entries = problems(401, 403) if path == "/metrics" else problems(401)
+        operation["responses"].update({str(status): entry for status, entry in entries.items()})
 
 
 def build_openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:

@@ -14,8 +14,9 @@ messages are ``service/protocol.py``'s.
 Admission: a worker holds at most ``2 * max_batch`` jobs (one batch computing, one queued in its
 pipe); the rest wait in one bounded deque of ``max_queue`` jobs, beyond which ``submit`` answers
 503 + Retry-After at once instead of letting latency grow without bound. With no worker able to
-take work (all warming, replaced or stuck) it answers 503 at once too (``check_admission``, which
-the routes call before reading an upload).
+take work (all warming, replaced or stuck), or when the wait it predicts for a new job exceeds
+``max_queue_wait_s``, it answers 503 at once too (``check_admission``, which the routes call before
+reading an upload): under overload, admitted requests stay fast and the rest are told to retry.
 
 Watchdog: every worker sends a ``Heartbeat`` every ``watchdog_s / 4``. A ready worker that sends
 nothing for ``watchdog_s`` (SIGSTOPped, hung holding the GIL, its pipe or our reader dead), or that
@@ -31,6 +32,7 @@ import asyncio
 import atexit
 import contextlib
 import logging
+import math
 import queue
 import threading
 import time
@@ -63,6 +65,8 @@ from face3d.service.worker import worker_main
 log = logging.getLogger("face3d.pool")
 
 SUPERVISE_INTERVAL_S = 0.25
+JOB_S_WEIGHT = 0.2  # of the newest job in the moving average of the work per job
+_NOT_WORK = frozenset({"queue", "encode"})  # waiting, and encoding (overlaps the next batch)
 MAX_RESTART_BACKOFF_S = 30.0
 _CLOSE = object()  # tells a sender thread to exit without writing to the pipe
 
@@ -116,6 +120,7 @@ class WorkerPool:
         self._workers: list[_Worker | None] = [None] * len(self.devices)
         self._failures = [0] * len(self.devices)  # consecutive deaths before ready, per slot
         self._ever_ready = [False] * len(self.devices)  # for /readyz: warming vs degraded
+        self._job_s = 0.0  # moving average of a job's work (decode + backend stages), for admission
         self._draining = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._supervisor: asyncio.Task[None] | None = None
@@ -170,6 +175,20 @@ class WorkerPool:
             raise Problem(
                 "overloaded", "the request queue is full; retry shortly", headers={"Retry-After": "1"}
             )
+        limit = self.settings.max_queue_wait_s
+        if limit and (wait := self.expected_wait()) > limit:
+            raise Problem(
+                "overloaded",
+                f"the expected wait is {wait:.1f} s; retry shortly",
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            )
+
+    def expected_wait(self) -> float:
+        """Seconds a job admitted now would wait: the jobs ahead of it (queued, and held by the
+        workers) times the measured work per job, shared among the ready workers."""
+        ready = [w for w in self._workers if w is not None and w.ready and not w.gone]
+        ahead = len(self._waiting) + sum(len(w.inflight) for w in ready)
+        return ahead * self._job_s / max(1, len(ready))
 
     def readiness(self) -> list[WorkerReadiness]:
         """Per-worker readiness for the open /readyz: no pids or other internals."""
@@ -338,6 +357,9 @@ class WorkerPool:
             if message.progress != worker.progress:
                 worker.progress, worker.moved = message.progress, now
         elif isinstance(message, JobDone):
+            work_s = sum(ms for stage, ms in message.timings_ms.items() if stage not in _NOT_WORK) / 1000
+            if work_s > 0:
+                self._job_s += JOB_S_WEIGHT * (work_s - self._job_s) if self._job_s else work_s
             pending = worker.inflight.pop(message.job_id, None)
             self._record_job(message)
             if pending is not None and not pending.future.done():
@@ -379,7 +401,8 @@ class WorkerPool:
                     log.error(
                         "worker %d (pid %s) %s: killing and replacing it", w.spec.slot, w.child.pid, reason
                     )
-                    w.child.process.kill()  # SIGKILL works on a stopped process too; reaped on respawn
+                    w.child.process.kill()  # SIGKILL works on a stopped process too
+                    threading.Thread(target=w.child.process.join, args=(10,), daemon=True).start()  # reap
                     self._on_death(w, "the worker processing this image stopped making progress; retry")
 
     def _stuck(self, worker: _Worker) -> str | None:

@@ -38,6 +38,7 @@ PROBLEM_TYPES: dict[str, tuple[int, str]] = {
     "unavailable": (503, "Service unavailable"),
     "timeout": (504, "Request timed out"),
     "request-timeout": (408, "Request body not received in time"),
+    "headers-too-large": (431, "Request header fields too large"),
     "internal": (500, "Internal error"),
 }
 
@@ -53,6 +54,7 @@ _STATUS_SLUGS = {
     415: "unsupported-type",
     422: "validation",
     429: "quota-exceeded",
+    431: "headers-too-large",
     503: "unavailable",
     504: "timeout",
 }

@@ -33,6 +33,9 @@ class FaceResult(BaseModel):
     landmarks_68: list[list[float]] = Field(description="iBUG 300-W 68 points mapped from the landmarks")
     pose: PoseResult
     texture_coverage: float = Field(description="share of the face's UV area seen in the photo, 0..1")
+    blendshapes: dict[str, float] | None = Field(
+        None, description="MediaPipe's 52 ARKit-named expression scores, 0..1 (478-point landmark nets)"
+    )
     files: list[str] = Field(description="this face's files in the result")
 
 

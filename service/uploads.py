@@ -10,6 +10,7 @@ Order inside a request (see service/routes/reconstruct.py): admission and quota 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -57,6 +58,31 @@ class UploadBudget:
     def give(self, size: int) -> None:
         with self._lock:
             self.used = max(0, self.used - size)
+
+
+LINGER_BYTES = 1_000_000
+LINGER_S = 1.0
+
+
+@asynccontextmanager
+async def refusing_early(request: Request) -> AsyncIterator[None]:
+    """Refusals before the body is read (type, admission, quota) first read and drop a small body.
+
+    An answer sent while the client is still uploading makes the server close the connection with
+    unread bytes in it, and the TCP reset that follows can destroy the answer in the client's buffer
+    before it is read: the client sees a connection error instead of 503 + Retry-After. Bodies up to
+    ``LINGER_BYTES`` are cheap to drain (``LINGER_S`` at most); larger ones are cut off as before.
+    """
+    try:
+        yield
+    except Problem:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) <= LINGER_BYTES:
+            with contextlib.suppress(TimeoutError, ClientDisconnect):
+                async with asyncio.timeout(LINGER_S):
+                    async for _ in request.stream():
+                        pass
+        raise
 
 
 def content_type(request: Request) -> str:

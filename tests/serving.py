@@ -192,6 +192,7 @@ HARDENED: dict[str, Any] = {
     "max_batch_pixels": 20_000_000,
     "upload_buffer_bytes": 40_000_000,
     "body_timeout_s": 3,
+    "max_wait_ms": 5,
     "quota_rate_per_s": 1000,
     "quota_burst": 5000,
     "max_batch_items": 8,

@@ -49,4 +49,5 @@ def test_cli_rejects_an_unknown_backend_in_one_line(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=120, check=False, cwd=REPO,
     )  # fmt: skip
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip() == "face3d: error: unknown backend 'nope'; registered: facemesh"
+    registered = ", ".join(backend_names())
+    assert proc.stderr.strip() == f"face3d: error: unknown backend 'nope'; registered: {registered}"

@@ -99,6 +99,7 @@ def test_open_routes_need_no_token_unless_closed(document: dict[str, Any]) -> No
 
 
 @pytest.mark.slow
+@pytest.mark.reliability
 def test_schemathesis_every_check_passes(hardened: Server, tmp_path: Path) -> None:  # noqa: F811
     """Coverage, fuzzing and stateful phases, every check, against the running server: 0 failures."""
     photo = tmp_path / "face.jpg"

@@ -97,11 +97,14 @@ def test_reduced_precision_is_refused_on_cpu() -> None:
 def test_model_info_names_weights(engine: Engine) -> None:
     info = engine.model_info()
     assert info["landmarks"] == 478 and info["device"] == "cpu"
-    assert all(len(h) == 64 for h in info["weights"].values()) and len(info["weights"]) == 2
+    assert all(len(h) == 64 for h in info["weights"].values())
+    # detector, landmark net and (for 478-point nets) the blendshape net, each with source and licence
+    assert len(info["weights"]) == 3 and {w["name"] for w in info["weight_files"]} == set(info["weights"])
+    assert all(w["licence"] and w["source"] for w in info["weight_files"])
 
 
 def test_faces_the_landmark_net_rejects_are_dropped(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("face3d.models.engine.PRESENCE_THRESHOLD", 1.01)  # reject every detection
+    monkeypatch.setattr(engine.stage, "presence_threshold", 1.01)  # reject every detection
     (rec,) = engine.reconstruct([photo("astronaut")], uv_size=256)
     assert rec.faces == []
 

@@ -14,7 +14,7 @@ from face3d.service.quota import LocalQuota, RedisQuota, make_quota, work_units
 from tests.redis_server import redis_url  # noqa: F401  (a fixture)
 from tests.serving import SECRET, Server, assert_problem, blank_png, launch, post_image
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.reliability]
 
 
 def test_units_of_work() -> None:

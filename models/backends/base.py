@@ -36,7 +36,7 @@ class BackendConfig:
     buckets: tuple[int, ...] = (1, 2, 4, 8)
     dtype: str = "float32"
     max_faces: int = 4
-    landmark_model: str = "478"
+    landmark_model: str = "v2"
     cuda_graphs: bool = True
 
 

@@ -32,7 +32,7 @@ from face3d.service.protocol import ARTIFACT_FORMATS, JobDone
 from face3d.service.quota import Quota, work_units
 from face3d.service.schemas import BatchResult, ImageSize, ReconstructResult
 from face3d.service.storage import new_result_id
-from face3d.service.uploads import check_image, content_type, parse_images, receive
+from face3d.service.uploads import check_image, content_type, parse_images, receive, refusing_early
 
 log = logging.getLogger("face3d.api")
 
@@ -63,6 +63,11 @@ Texture = Annotated[Literal["png", "jpeg"], Query(description="texture image for
 AllFaces = Annotated[
     bool, BeforeValidator(_strict_bool), Query(description="every face (up to max_faces), largest first")
 ]
+Neutral = Annotated[
+    bool,
+    BeforeValidator(_strict_bool),
+    Query(description="meshes carry the fitted identity with a neutral expression (morphable backends, ict)"),
+]
 ArtifactQuery = Annotated[
     Literal["json", "glb", "obj", "zip"],
     Query(
@@ -80,6 +85,7 @@ class OptionsQuery:
     formats: Formats = None
     texture: Texture = "png"
     all_faces: AllFaces = False
+    neutral: Neutral = False
 
     def options(self, settings: Settings, formats: Any = None) -> ReconstructOptions:
         """Under the pipeline's rules (``formats`` overrides the query's); violations are 422s."""
@@ -89,6 +95,7 @@ class OptionsQuery:
                 formats=self.formats if formats is None else formats,
                 texture_format=self.texture,
                 all_faces=self.all_faces,
+                neutral=self.neutral,
                 default_uv_size=settings.uv_size,
                 max_uv_size=settings.max_uv_size,
             )
@@ -157,11 +164,12 @@ async def reconstruct(
     format: ArtifactQuery = "json",
 ) -> Response:
     """One image (multipart field ``image`` or a raw image body) -> result JSON or one artifact."""
-    options = query.options(settings, ARTIFACT_FORMATS.get(format))
-    media = content_type(request)
-    pool.check_admission()
-    cost = work_units(options.uv_size, options.all_faces, settings.max_faces)
-    await quota.charge(caller.tenant, cost)
+    async with refusing_early(request):
+        options = query.options(settings, ARTIFACT_FORMATS.get(format))
+        media = content_type(request)
+        pool.check_admission()
+        cost = work_units(options.uv_size, options.all_faces, settings.max_faces)
+        await quota.charge(caller.tenant, cost)
     async with receive(request, settings, uploads) as body:
         async with refunded(quota, caller, cost):
             [(_, data)] = await parse_images(request, body, media, "image", 1)
@@ -196,10 +204,11 @@ async def reconstruct_batch(
     query: OptionsParams,
 ) -> JSONResponse:
     """Several images (multipart fields ``images``); one entry per image, each a result or a problem."""
-    options = query.options(settings)
-    if content_type(request) != "multipart/form-data":
-        raise Problem("unsupported-type", "send the images as multipart/form-data fields 'images'")
-    pool.check_admission()
+    async with refusing_early(request):
+        options = query.options(settings)
+        if content_type(request) != "multipart/form-data":
+            raise Problem("unsupported-type", "send the images as multipart/form-data fields 'images'")
+        pool.check_admission()
     unit = work_units(options.uv_size, options.all_faces, settings.max_faces)
     async with receive(request, settings, uploads) as body:
         images = await parse_images(request, body, "multipart/form-data", "images", settings.max_batch_items)

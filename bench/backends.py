@@ -1,0 +1,92 @@
+"""In-process benchmark of every backend side by side: one 1280² JPEG -> OBJ + GLB + 2048² PNG.
+
+Each backend runs the service's own path (models/pipeline.py: decode -> backend.reconstruct ->
+export_result with formats obj,glb,png) on the same photo in the same process, one after the
+other, eager (compiled packages are the engine benchmark's business: bench/engine.py); p50 and p90
+per stage and in total. The ``landmarks`` stage of ``ict`` includes its model fit and dense head.
+
+    python -m bench.backends                                # facemesh and ict, CPU, 2 threads
+    python -m bench.backends --backends ict --runs 40 --threads 1 --json bench/results/backends.json
+
+(Run it as a module from the repository root, so that ``scripts.photos`` and ``face3d`` import.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from bench.engine import _cpu_name, test_jpeg
+from face3d.models.backends import BackendConfig, create_backend
+from face3d.models.pipeline import Pipeline, ReconstructOptions
+from face3d.service.config import default_cache_dir
+
+STAGES = ("decode", "detect", "landmarks", "bake", "encode", "total")
+
+
+def run_once(pipeline: Pipeline, jpeg: bytes, options: ReconstructOptions) -> dict[str, float]:
+    start = time.perf_counter()
+    (item,) = pipeline.run([jpeg], options)
+    total = (time.perf_counter() - start) * 1000
+    if item.exported is None:
+        raise RuntimeError(f"no result: {item.error}")
+    stages = {k: item.timings_ms.get(k, 0.0) for k in ("decode", "detect", "landmarks", "bake")}
+    return {**stages, "encode": item.exported.encode_ms, "total": total}
+
+
+def bench_backend(name: str, jpeg: bytes, args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    backend = create_backend(name, BackendConfig(cache_dir=default_cache_dir(), buckets=(1,)))
+    backend.load(args.device)
+    backend.warmup((args.uv_size,))
+    pipeline = Pipeline(backend, max_pixels=50_000_000)
+    options = ReconstructOptions(uv_size=args.uv_size, formats=frozenset({"obj", "glb", "png"}))
+    for _ in range(3):
+        run_once(pipeline, jpeg, options)
+    samples = [run_once(pipeline, jpeg, options) for _ in range(args.runs)]
+    out = {}
+    for key in STAGES:
+        values = sorted(s[key] for s in samples)
+        out[key] = {"p50": statistics.median(values), "p90": values[int(0.9 * (len(values) - 1))]}
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--backends", default="facemesh,ict")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--photo", default="face_001", help="test photo to upscale (scripts/photos.py)")
+    parser.add_argument("--size", type=int, default=1280)
+    parser.add_argument("--uv-size", type=int, default=2048)
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    jpeg = test_jpeg(args.photo, args.size)
+    results = {name: bench_backend(name, jpeg, args) for name in args.backends.split(",")}
+    load = os.getloadavg()
+    print(f"face3d backends: {args.size}² JPEG ({args.photo}) -> OBJ + GLB + {args.uv_size}² PNG, in process")
+    print(f"device={args.device} threads={args.threads} torch={torch.__version__} cpu={_cpu_name()}")
+    print(f"load average during the run (1/5/15 min): {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    print(f"{'stage (ms)':<12}" + "".join(f"{name + ' p50':>16}{'p90':>8}" for name in results))
+    for key in STAGES:
+        print(
+            f"{key:<12}" + "".join(f"{r[key]['p50']:>16.1f}{r[key]['p90']:>8.1f}" for r in results.values())
+        )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        doc = {"args": {k: str(v) for k, v in vars(args).items()}, "load": load, "results": results}
+        args.json.write_text(json.dumps(doc, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

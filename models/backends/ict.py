@@ -1,0 +1,236 @@
+"""Backend ``ict``: the ICT-FaceKit morphable head fitted to MediaPipe's landmarks, textured from the photo.
+
+Data path of one call (B images, F faces), on the backend's device:
+
+    Engine.locate (the facemesh backend's detector and landmark nets, shared code and compile units)
+       (whose landmark stage also gives the 52 ARKit blendshape scores with 478-point nets)
+    -> IctFitter: pose + identity (100) + expression (53), started from the blendshapes
+    -> dense head (24,591 vertices) in model space and posed into the photo
+    -> HeadBaker: depth-tested photo samples, mirror and push-pull fill on the head's atlas
+
+The result mesh is the whole kept head (face, head and neck, mouth and eye sockets, gums, tongue,
+teeth, eyeballs) in the project's model space (cm, right-handed, +Y up, +Z out of the face; ICT's own
+frame) with ``Pose`` mapping it into the photo like facemesh's. ``Face.model`` carries the
+coefficients, the identity-only base mesh (the GLB's morph targets apply to it) and the 68 model
+landmarks projected into the photo.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from face3d.models.backends.base import ReconstructionBackend
+from face3d.models.backends.registry import register
+from face3d.models.blendshapes import as_dict as blendshape_dict
+from face3d.models.compiled import CompileUnit, Runner
+from face3d.models.engine import CPU_MAX_SAMPLE, SAMPLE_STEP, Engine, StageClock, sample_size_for
+from face3d.models.ict_bake import SKIN_PARTS, HeadBaker
+from face3d.models.ict_fill import PushPullFill
+from face3d.models.ict_fit import IctFitter
+from face3d.models.ict_topology import HeadTopology, load_head_topology
+from face3d.models.morphable import load_ict_model, load_mediapipe_correspondence
+from face3d.models.reconstruction import Face, FaceModel, Pose, Reconstruction
+from face3d.models.zbuffer import DepthTest
+
+MODEL_VERSION = "ict-facekit-light-da5f95a"
+# Photo pixels across the face -> atlas texels: the face spans ~45 % of the atlas side (3/4 for the
+# face tile, of which the face proper covers ~60 %), so the atlas needs ~2.2 texels per face pixel.
+ATLAS_PER_FACE_PX = 2.2
+
+
+@register
+class IctBackend(ReconstructionBackend):
+    """A dense morphable head per face: shape and expression parameters, ARKit morph targets, full texture."""
+
+    name = "ict"
+
+    engine: Engine | None = None
+
+    @classmethod
+    def load_topology(cls) -> HeadTopology:  # type: ignore[override]  (the head's own layout type)
+        return load_head_topology()
+
+    def load(self, device: str) -> None:
+        cfg = self.config
+        self.engine = engine = Engine(
+            cache_dir=cfg.cache_dir,
+            device=device,
+            cuda_graphs=cfg.cuda_graphs,
+            buckets=cfg.buckets,
+            dtype=getattr(torch, cfg.dtype),
+            landmark_model=cfg.landmark_model,
+            max_faces=cfg.max_faces,
+        )
+        self.device = engine.device
+        model = load_ict_model()
+        self.topology_ = load_head_topology()
+        self.fitter = IctFitter(model, load_mediapipe_correspondence(), device=self.device)
+        self.fill = PushPullFill(model.neutral, model.vertex_part, model.part_names, self.device)
+        topology = self.topology_
+        skin = np.isin(
+            topology.vertex_part[topology.triangles[:, 0]], [topology.part_names.index(p) for p in SKIN_PARTS]
+        )
+        self.depth = DepthTest(
+            torch.from_numpy(topology.triangles.copy()).to(self.device),
+            torch.from_numpy(skin).to(self.device),
+        )
+        self._bakers: dict[tuple[int, int], HeadBaker] = {}
+
+    def _engine(self) -> Engine:
+        if self.engine is None:
+            raise RuntimeError("load() the backend on a device first")
+        return self.engine
+
+    def baker(self, uv_size: int, sample_size: int) -> HeadBaker:
+        key = (uv_size, sample_size)
+        if key not in self._bakers:
+            self._bakers[key] = HeadBaker(
+                self.topology_, self.fill, self.depth, uv_size, sample_size, self.device
+            )
+        return self._bakers[key]
+
+    def _sample_sizes(self, uv_size: int) -> list[int]:
+        if self.device.type != "cpu":
+            return [min(uv_size, 2048)]
+        top = min(uv_size, CPU_MAX_SAMPLE)
+        return sorted({*range(SAMPLE_STEP, top + 1, SAMPLE_STEP), top})
+
+    def _sample_size(self, face_px: float, uv_size: int) -> int:
+        if self.device.type != "cpu":
+            return min(uv_size, 2048)
+        return sample_size_for(face_px * ATLAS_PER_FACE_PX, uv_size, CPU_MAX_SAMPLE)
+
+    def warmup(self, uv_sizes: Sequence[int]) -> float:
+        start = time.perf_counter()
+        self._engine().runners.warm()
+        for uv_size in uv_sizes:
+            for sample in self._sample_sizes(uv_size):
+                self.baker(uv_size, sample)
+        return time.perf_counter() - start
+
+    @torch.inference_mode()
+    def reconstruct(
+        self, images: Sequence[np.ndarray], uv_size: int, all_faces: bool
+    ) -> list[Reconstruction]:
+        if not images:
+            return []
+        engine = self._engine()
+        clock = StageClock(self.device)
+        found = engine.locate(images, all_faces, clock)
+        faces_per_image: list[list[Face]] = [[] for _ in images]
+        if len(found.face_image):
+            landmarks = found.landmarks.float()
+            scores = found.blendshapes  # the expression's starting point (None for 468-point nets)
+            fit = self.fitter.fit(landmarks, scores, with_vertices=False)
+            n = len(landmarks)
+            zeros = torch.zeros_like(fit.expression)
+            dense = self.fitter.vertices(
+                torch.cat([fit.identity, fit.identity]), torch.cat([fit.expression, zeros])
+            )
+            vertices, base = dense[:n], dense[n:]
+            posed = fit.pose.to_image(vertices)
+            lm68 = fit.pose.to_image(self.fitter.landmarks68(fit.identity, fit.expression))
+            clock.mark("landmarks")
+            textures, coverage = self._bake(found, posed, landmarks, uv_size)
+            clock.mark("bake")
+            host = {
+                "image": found.face_image.cpu().tolist(),
+                "boxes": found.boxes.float().cpu().numpy(),
+                "scores": found.scores.float().cpu().numpy(),
+                "landmarks": landmarks.cpu().numpy(),
+                "vertices": vertices.cpu().numpy(),
+                "base": base.cpu().numpy(),
+                "rotation": fit.pose.rotation.cpu().numpy(),
+                "euler": fit.pose.euler_degrees().cpu().numpy(),
+                "scale": fit.pose.scale.cpu().numpy(),
+                "translation": fit.pose.translation.cpu().numpy(),
+                "identity": fit.identity.cpu().numpy(),
+                "expression": fit.expression.cpu().numpy(),
+                "lm68": lm68.cpu().numpy(),
+                "residual": fit.residual_px.cpu().numpy(),
+                "blendshapes": None if scores is None else blendshape_dict(scores),
+                "textures": textures.cpu().numpy(),
+                "coverage": coverage.cpu().numpy(),
+            }
+            clock.mark("bake")  # device -> host copies belong to the bake, as in facemesh
+            for k, index in enumerate(host["image"]):
+                faces_per_image[index].append(self._face(host, k))
+        per_image = {stage: ms / len(images) for stage, ms in clock.ms.items()}
+        return [
+            Reconstruction(int(im.shape[1]), int(im.shape[0]), faces, dict(per_image))
+            for im, faces in zip(images, faces_per_image, strict=True)
+        ]
+
+    def _bake(self, found: Any, posed: torch.Tensor, landmarks: torch.Tensor, uv_size: int):
+        """Every face at the sample size its own extent calls for (grouped: one call per size)."""
+        extent = (landmarks[..., :2].amax(dim=1) - landmarks[..., :2].amin(dim=1)).amax(dim=1)
+        samples = [self._sample_size(px, uv_size) for px in extent.tolist()]
+        textures = torch.empty((len(posed), uv_size, uv_size, 3), dtype=torch.uint8, device=self.device)
+        coverage = torch.empty(len(posed), device=self.device)
+        for sample in sorted(set(samples)):
+            group = torch.tensor([k for k, s in enumerate(samples) if s == sample], device=self.device)
+            baked, covered = self.baker(uv_size, sample).bake(
+                found.batch, found.sizes, found.face_image[group], posed[group], landmarks[group]
+            )
+            textures.index_copy_(0, group, baked)
+            coverage.index_copy_(0, group, covered)
+        return textures, coverage
+
+    def _face(self, host: dict[str, Any], k: int) -> Face:
+        yaw, pitch, roll = (float(a) for a in host["euler"][k])
+        model = FaceModel(
+            identity=host["identity"][k],
+            expression=host["expression"][k],
+            expression_names=self.fitter.model.expression_names,
+            base_vertices=host["base"][k],
+            landmarks_68=host["lm68"][k],
+            fit_residual_px=float(host["residual"][k]),
+        )
+        return Face(
+            bbox=tuple(float(v) for v in host["boxes"][k]),
+            score=float(host["scores"][k]),
+            landmarks=host["landmarks"][k],
+            vertices=host["vertices"][k],
+            pose=Pose(
+                rotation=host["rotation"][k],
+                yaw=yaw,
+                pitch=pitch,
+                roll=roll,
+                scale=float(host["scale"][k]),
+                translation=host["translation"][k],
+            ),
+            texture=host["textures"][k],
+            coverage=float(host["coverage"][k]),
+            model=model,
+            blendshapes=None if host["blendshapes"] is None else host["blendshapes"][k],
+        )
+
+    def describe(self) -> dict[str, Any]:
+        info = self._engine().model_info()
+        return {
+            **info,
+            "backend": self.name,
+            "model": f"ict-head+{info['model']}",
+            "version": f"{MODEL_VERSION}+{info['version']}",
+            "morphable_model": {
+                "name": "ICT Face Model Light",
+                "licence": "MIT",
+                "vertices": self.topology_.vertex_count,
+                "identity": self.fitter.n_identity,
+                "expressions": list(self.fitter.model.expression_names),
+            },
+        }
+
+    def compile_units(self) -> list[CompileUnit]:
+        return self._engine().runners.units()
+
+    def install_compiled(self, name: str, runner: Runner) -> None:
+        self._engine().runners.install(name, runner)
+
+    def compiled_status(self) -> dict[str, bool]:
+        return self._engine().runners.status()

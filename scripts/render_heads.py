@@ -1,0 +1,176 @@
+"""Render the textured head of each test photo at front, 45° and profile, in a real browser, to PNGs.
+
+For a person to look at what the ``ict`` backend returns, as an avatar app shows it: each photo goes
+through the pipeline (the configured CPU backend, ``ict`` by default) to its GLB, which three.js (the
+copy vendored in service/web/vendor/) loads with its morph targets at the fitted weights and renders
+in Debian's headless ``chromium`` (SwiftShader WebGL), driven by Playwright (no browser download).
+The page and files are served from memory through Playwright's request routing: no server, no network.
+
+Writes ``<out>/<photo>_<view>.png`` per view and ``<out>/<photo>.png``, a strip of the photo and the
+three views (what docs/renders/ keeps).
+
+    python -m scripts.render_heads                               # the 4 test photos -> out/renders
+    python -m scripts.render_heads astronaut --out docs/renders --size 320 --uv-size 1024
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from face3d.models.backends import BackendConfig, create_backend
+from face3d.models.pipeline import Pipeline, ReconstructOptions
+from face3d.service.config import default_cache_dir
+from scripts.photos import PHOTO_NAMES, photo_bytes
+
+ROOT = Path(__file__).resolve().parents[1]
+THREE = ROOT / "service" / "web" / "vendor" / "three-0.187.0"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--use-angle=swiftshader",
+    "--enable-unsafe-swiftshader",
+]
+VIEWS = {"front": 0.0, "45": 45.0, "profile": 90.0}  # degrees the head turns to its right (the viewer sees its left side)
+BACKGROUND = "#2a2f36"
+ORIGIN = "http://render.local"
+
+PAGE = """<!doctype html><html><head><meta charset="utf-8">
+<script type="importmap">{"imports": {"three": "/three/build/three.module.js",
+  "three/addons/": "/three/examples/jsm/"}}</script>
+<style>html,body{margin:0;background:%(bg)s}canvas{display:block}</style></head><body>
+<script type="module">
+import * as THREE from 'three';
+import {GLTFLoader} from 'three/addons/loaders/GLTFLoader.js';
+const size = %(size)d;
+const renderer = new THREE.WebGLRenderer({antialias: true, preserveDrawingBuffer: true});
+renderer.setSize(size, size);
+renderer.setClearColor('%(bg)s');
+document.body.appendChild(renderer.domElement);
+const scene = new THREE.Scene();
+scene.add(new THREE.HemisphereLight(0xffffff, 0x404040, 1.6));
+const key = new THREE.DirectionalLight(0xffffff, 1.4);
+key.position.set(0.3, 0.5, 1.0);
+scene.add(key);
+const camera = new THREE.PerspectiveCamera(20, 1, 0.05, 10);
+const gltf = await new GLTFLoader().loadAsync('/head.glb');
+const head = gltf.scene;
+const box = new THREE.Box3().setFromObject(head);
+const centre = box.getCenter(new THREE.Vector3());
+head.position.sub(centre);
+const pivot = new THREE.Group();
+pivot.add(head);
+scene.add(pivot);
+const radius = box.getSize(new THREE.Vector3()).length() / 2;
+camera.position.set(0, 0, radius / Math.tan(THREE.MathUtils.degToRad(10)) * 1.02);
+window.renderView = (degrees) => {
+  pivot.rotation.y = THREE.MathUtils.degToRad(-degrees);
+  renderer.render(scene, camera);
+  return renderer.domElement.toDataURL('image/png');
+};
+window.ready = true;
+</script></body></html>"""
+
+
+def head_glb(pipeline: Pipeline, name: str, uv_size: int) -> bytes:
+    options = ReconstructOptions(uv_size=uv_size, formats=frozenset({"glb"}))
+    (item,) = pipeline.run([photo_bytes(name)], options)
+    if item.exported is None:
+        raise RuntimeError(f"{name}: {item.error}")
+    return item.exported.files["face.glb"]
+
+
+def _server(files: dict[str, bytes]):
+    """A Playwright route handler serving ``files`` and the vendored three.js (one argument: Playwright
+    passes the request too to handlers that take two)."""
+
+    def serve(route) -> None:
+        path = route.request.url.removeprefix(ORIGIN)
+        if path.startswith("/three/"):
+            target = (THREE / path.removeprefix("/three/")).resolve()
+            if target.is_file() and THREE.resolve() in target.parents:
+                route.fulfill(body=target.read_bytes(), content_type="text/javascript")
+                return
+        if path in files:
+            kind = "text/html" if path.endswith(".html") else "model/gltf-binary"
+            route.fulfill(body=files[path], content_type=kind)
+            return
+        route.fulfill(status=404, body=b"")
+
+    return serve
+
+
+def render(glbs: dict[str, bytes], size: int) -> dict[str, dict[str, bytes]]:
+    """{photo: {view: PNG bytes}} rendered in one chromium."""
+    import base64
+
+    from playwright.sync_api import sync_playwright
+
+    out: dict[str, dict[str, bytes]] = {}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        for name, glb in glbs.items():
+            page = browser.new_page(viewport={"width": size, "height": size})
+            files = {"/index.html": (PAGE % {"size": size, "bg": BACKGROUND}).encode(), "/head.glb": glb}
+
+            page.route(f"{ORIGIN}/**", _server(files))
+            page.on("console", lambda msg: print("  page:", msg.text) if msg.type == "error" else None)
+            page.goto(f"{ORIGIN}/index.html", wait_until="commit")
+            page.wait_for_function("window.ready === true", timeout=120_000)
+            out[name] = {}
+            for view, degrees in VIEWS.items():
+                url = page.evaluate(f"window.renderView({json.dumps(degrees)})")
+                out[name][view] = base64.b64decode(url.split(",", 1)[1])
+            page.close()
+        browser.close()
+    return out
+
+
+def strip(photo: bytes, views: dict[str, bytes], size: int) -> bytes:
+    """The photo (fitted into a square) and the three views side by side, as one PNG."""
+    tiles = [Image.open(io.BytesIO(photo)).convert("RGB")]
+    tiles[0].thumbnail((size, size))
+    square = Image.new("RGB", (size, size), BACKGROUND)
+    square.paste(tiles[0], ((size - tiles[0].width) // 2, (size - tiles[0].height) // 2))
+    images = [square] + [Image.open(io.BytesIO(views[v])).convert("RGB").resize((size, size)) for v in VIEWS]
+    sheet = Image.fromarray(np.concatenate([np.asarray(i) for i in images], axis=1))
+    buf = io.BytesIO()
+    sheet.save(buf, "PNG", optimize=True)
+    return buf.getvalue()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("photos", nargs="*", default=list(PHOTO_NAMES))
+    parser.add_argument("--out", type=Path, default=ROOT / "out" / "renders")
+    parser.add_argument("--backend", default="ict")
+    parser.add_argument("--size", type=int, default=512, help="render side in pixels")
+    parser.add_argument("--uv-size", type=int, default=2048)
+    parser.add_argument("--strip-only", action="store_true", help="write only the per-photo strips")
+    args = parser.parse_args(argv)
+    backend = create_backend(args.backend, BackendConfig(cache_dir=default_cache_dir(), buckets=(1,)))
+    backend.load("cpu")
+    pipeline = Pipeline(backend, max_pixels=50_000_000)
+    glbs = {name: head_glb(pipeline, name, args.uv_size) for name in args.photos}
+    renders = render(glbs, args.size)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, views in renders.items():
+        if not args.strip_only:
+            for view, png in views.items():
+                (args.out / f"{name}_{view}.png").write_bytes(png)
+        (args.out / f"{name}.png").write_bytes(strip(photo_bytes(name), views, args.size))
+        print(f"{name}: {', '.join(views)} -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,166 @@
+"""Files of an ``ict`` result: OBJ/MTL, GLB with named morph targets (Khronos validator), JSON, preview.
+
+The faces here are built from the model itself (a random identity and expression, a synthetic
+texture and pose), so these tests need no weights or photos; tests/test_ict_backend.py covers real ones.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pygltflib as gl
+import pytest
+from PIL import Image
+
+from face3d.models.export import encode_texture, export_files, result_json
+from face3d.models.ict_export import SPARSE_MIN_CM, to_head_glb, to_head_obj
+from face3d.models.ict_topology import HeadTopology, load_head_topology
+from face3d.models.morphable import load_ict_model
+from face3d.models.reconstruction import Face, FaceModel, Pose, Reconstruction
+
+VALIDATOR = "gltf-validator@2.0.0-dev.3.10"
+
+
+@pytest.fixture(scope="module")
+def topo() -> HeadTopology:
+    return load_head_topology()
+
+
+@pytest.fixture(scope="module")
+def face(topo: HeadTopology) -> Face:
+    model = load_ict_model()
+    rng = np.random.default_rng(3)
+    identity = rng.standard_normal(100).astype(np.float32)
+    expression = np.zeros(53, np.float32)
+    expression[[model.expression_names.index("jawOpen"), model.expression_names.index("mouthSmile_L")]] = 0.6
+    base = model.shape(identity)
+    vertices = model.shape(identity, expression)
+    texture = rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)
+    pose = Pose(
+        rotation=np.eye(3), yaw=0.0, pitch=0.0, roll=0.0, scale=10.0, translation=np.array([200.0, 200.0, 0])
+    )
+    lm68 = vertices[model.landmarks68] * np.array([10, -10, -10]) + np.array([200, 200, 0])
+    return Face(
+        bbox=(120.0, 100.0, 280.0, 300.0), score=0.9, landmarks=np.zeros((478, 3), np.float32),
+        vertices=vertices, pose=pose, texture=texture, coverage=0.5,
+        model=FaceModel(identity=identity, expression=expression, expression_names=model.expression_names,
+                        base_vertices=base, landmarks_68=lm68, fit_residual_px=1.25),
+        blendshapes={f"s{i}": 0.1 for i in range(52)},
+    )  # fmt: skip
+
+
+def test_obj_is_the_whole_head_in_centimetres(face: Face, topo: HeadTopology) -> None:
+    obj, mtl = to_head_obj(face, topo, "face.png", "face.mtl")
+    lines = obj.decode("ascii").splitlines()
+    kinds = [line.split(" ", 1)[0] for line in lines if line and not line.startswith("#")]
+    assert kinds.count("v") == topo.vertex_count == kinds.count("vn")
+    assert kinds.count("vt") == len(topo.uvs) and kinds.count("f") == len(topo.triangles)
+    assert "# units: centimetres" in lines and "mtllib face.mtl" in lines
+    v = np.array([line.split()[1:] for line in lines if line.startswith("v ")], float)
+    np.testing.assert_allclose(v, face.vertices, atol=6e-6)
+    first_face = next(line for line in lines if line.startswith("f "))
+    corner = [int(i) for i in first_face.split()[1].split("/")]
+    assert corner == [topo.triangles[0, 0] + 1, topo.triangle_uvs[0, 0] + 1, topo.triangles[0, 0] + 1]
+    assert b"map_Kd face.png" in mtl
+    neutral, _ = to_head_obj(face, topo, "face.png", "face.mtl", neutral=True)
+    v0 = np.array(
+        [line.split()[1:] for line in neutral.decode().splitlines() if line.startswith("v ")], float
+    )
+    np.testing.assert_allclose(v0, face.model.base_vertices, atol=6e-6)
+
+
+def _glb(face: Face, topo: HeadTopology, neutral: bool = False) -> bytes:
+    return to_head_glb(face, topo, encode_texture(face.texture), "image/png", neutral)
+
+
+def test_glb_carries_named_morph_targets_at_the_fitted_weights(face: Face, topo: HeadTopology) -> None:
+    doc = gl.GLTF2.load_from_bytes(_glb(face, topo))
+    (mesh,) = doc.meshes
+    assert mesh.extras["targetNames"] == list(topo.expression_names) and len(topo.expression_names) == 53
+    np.testing.assert_allclose(mesh.weights, face.model.expression, atol=1e-6)
+    (prim,) = mesh.primitives
+    assert len(prim.targets) == 53
+    blob = doc.binary_blob()
+
+    def read(accessor: gl.Accessor, dtype: str, width: int) -> np.ndarray:
+        view = doc.bufferViews[accessor.bufferView]
+        return np.frombuffer(blob, dtype, accessor.count * width, view.byteOffset).reshape(
+            accessor.count, width
+        )
+
+    base = read(doc.accessors[prim.attributes.POSITION], "<f4", 3)
+    np.testing.assert_allclose(base, face.model.base_vertices[topo.gl_vertex] * 0.01, atol=1e-7)
+    # base + sum of weights x targets (sparse accessors) = the fitted head, within the sparse cut
+    shaped = base.astype(np.float64).copy()
+    for weight, target in zip(mesh.weights, prim.targets, strict=True):
+        sparse = doc.accessors[target["POSITION"] if isinstance(target, dict) else target.POSITION].sparse
+        ids = np.frombuffer(blob, "<u2", sparse.count, doc.bufferViews[sparse.indices.bufferView].byteOffset)
+        values = np.frombuffer(
+            blob, "<f4", sparse.count * 3, doc.bufferViews[sparse.values.bufferView].byteOffset
+        )
+        assert (np.diff(ids.astype(int)) > 0).all()
+        shaped[ids] += weight * values.reshape(-1, 3)
+    np.testing.assert_allclose(shaped, face.vertices[topo.gl_vertex] * 0.01, atol=2 * SPARSE_MIN_CM * 0.01)
+    neutral = gl.GLTF2.load_from_bytes(_glb(face, topo, neutral=True))
+    assert neutral.meshes[0].weights == [0.0] * 53
+
+
+def _validator(cache: Path) -> Path | None:
+    """The Khronos glTF validator's module under the cache (npm install once); None without node."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        return None
+    prefix = cache / "node"
+    module = prefix / "node_modules" / "gltf-validator" / "module.mjs"
+    if not module.is_file():
+        prefix.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(prefix), VALIDATOR],
+            check=True, capture_output=True, timeout=300,
+        )  # fmt: skip
+    return module
+
+
+def test_glb_passes_the_khronos_validator(
+    face: Face, topo: HeadTopology, weights_cache: Path, tmp_path: Path
+):
+    module = _validator(weights_cache)
+    if module is None:
+        pytest.skip("node/npm are not installed (CI has them)")
+    glb = tmp_path / "head.glb"
+    glb.write_bytes(_glb(face, topo))
+    script = (
+        f"import {{ validateBytes }} from '{module.as_posix()}';\n"
+        "import fs from 'fs';\n"
+        "const report = await validateBytes(new Uint8Array(fs.readFileSync(process.argv[2])));\n"
+        "console.log(JSON.stringify(report.issues));\n"
+    )
+    runner = tmp_path / "validate.mjs"
+    runner.write_text(script)
+    proc = subprocess.run(
+        ["node", str(runner), str(glb)], capture_output=True, text=True, timeout=120, check=True
+    )
+    issues = json.loads(proc.stdout)
+    assert issues["numErrors"] == 0, issues["messages"][:5]
+    assert issues["numWarnings"] == 0, issues["messages"][:5]
+
+
+def test_json_and_preview_of_an_ict_result(face: Face, topo: HeadTopology) -> None:
+    rec = Reconstruction(400, 400, [face], {"detect": 1.0})
+    image = np.full((400, 400, 3), 90, np.uint8)
+    files = export_files(rec, image, topo, {"json", "preview", "glb", "obj", "png"}, neutral=True)
+    assert {"face.obj", "face.mtl", "face.png", "face.glb", "preview.png", "result.json"} == set(files)
+    (doc,) = json.loads(files["result.json"])["faces"]
+    assert len(doc["identity"]) == 100 and list(doc["expression"]) == list(topo.expression_names)
+    assert doc["expression"]["jawOpen"] == pytest.approx(0.6)
+    assert len(doc["landmarks_68_model"]) == 68 and doc["fit_residual_px"] == 1.25
+    assert doc["neutral"] is True and len(doc["blendshapes"]) == 52
+    assert len(doc["landmarks_68"]) == 68  # the net-mapped ones stay beside the model's
+    preview = np.asarray(Image.open(io.BytesIO(files["preview.png"])).convert("RGB")).astype(int)
+    drawn = np.abs(preview - 90).max(axis=2) > 20
+    assert drawn[150:260, 150:250].mean() > 0.2  # the head's wireframe over the face
+    assert result_json(rec, {}, ["x"])["faces"][0]["neutral"] is False

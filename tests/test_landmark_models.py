@@ -1,0 +1,55 @@
+"""The three landmark nets through the engine, and the 52 blendshape scores in every output: the
+result document (result.json / CLI) and the API response over real HTTP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from face3d.models.blendshapes import BLENDSHAPE_NAMES
+from face3d.models.engine import Engine
+from face3d.models.export import result_json
+from scripts.photos import photo, photo_bytes
+from tests.serving import Server, hardened  # noqa: F401  (the session's shared server fixture)
+
+
+@pytest.fixture(scope="module")
+def engines(weights_cache: Path) -> dict[str, Engine]:
+    return {
+        name: Engine(cache_dir=weights_cache, buckets=(1,), landmark_model=name) for name in ("468", "v2")
+    }
+
+
+def test_v2_gives_478_points_and_mediapipes_blendshapes(engines: dict[str, Engine]) -> None:
+    (rec,) = engines["v2"].reconstruct([photo("astronaut")], uv_size=256)
+    [face] = rec.faces
+    assert face.landmarks.shape == (478, 3) and face.blendshapes is not None
+    assert list(face.blendshapes) == list(BLENDSHAPE_NAMES)
+    # the astronaut smiles broadly: MediaPipe scores mouthSmileLeft/Right 0.90/0.91 on this photo
+    assert face.blendshapes["mouthSmileLeft"] > 0.8 and face.blendshapes["mouthSmileRight"] > 0.8
+    doc = result_json(rec, engines["v2"].model_info(), ["result.json"])
+    assert doc["faces"][0]["blendshapes"]["mouthSmileLeft"] == pytest.approx(
+        face.blendshapes["mouthSmileLeft"], abs=1e-4
+    )
+    assert doc["model"]["landmark_model"] == "v2" and "face_blendshapes.tflite" in doc["model"]["weights"]
+
+
+def test_the_468_net_has_no_blendshapes(engines: dict[str, Engine]) -> None:
+    (rec,) = engines["468"].reconstruct([photo("face_001")], uv_size=256)
+    assert rec.faces[0].landmarks.shape == (468, 3) and rec.faces[0].blendshapes is None
+    assert "blendshapes" not in result_json(rec, engines["468"].model_info(), [])["faces"][0]
+
+
+def test_api_response_carries_blendshapes(hardened: Server) -> None:  # noqa: F811
+    with hardened.client() as client:
+        response = client.post("/v1/reconstruct", files={"image": ("a.jpg", photo_bytes("astronaut"))})
+        assert response.status_code == 200, response.text
+        [face] = response.json()["faces"]
+        models = client.get("/v1/models").json()["model"]
+    assert len(face["blendshapes"]) == 52 and face["blendshapes"]["mouthSmileLeft"] > 0.8
+    assert {w["name"] for w in models["weight_files"]} >= {
+        "face_landmarks_detector.tflite",
+        "face_blendshapes.tflite",
+    }
+    assert all(w["licence"] == "Apache-2.0" and w["source"] for w in models["weight_files"])
