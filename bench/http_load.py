@@ -133,6 +133,7 @@ def local_server(
             "uv_size": args.uv_size, "max_uv_size": max(4096, args.uv_size),
             "max_queue": args.max_queue, "results_dir": f"{tmp}/results", "log_level": "warning",
             "jwt_secret": secrets.token_urlsafe(48), "quota_rate_per_s": 1e6, "quota_burst": 1_000_000,
+            **({"backend": args.backend} if getattr(args, "backend", None) else {}),
             **(extra_config or {}),
         }  # fmt: skip
         path = Path(tmp) / "api_config.yaml"
@@ -181,6 +182,7 @@ def main() -> None:
     parser.add_argument("--uv-size", type=int, default=2048)
     parser.add_argument("--formats", default="png", help="outputs the server builds per image")
     parser.add_argument("--devices", default="auto")
+    parser.add_argument("--backend", help="reconstruction backend (default: the service's, ict)")
     parser.add_argument("--cpu-workers", type=int, default=0, help="0 = the service default (auto)")
     parser.add_argument("--torch-threads", type=int, default=0, help="0 = the service default (auto)")
     parser.add_argument("--max-queue", type=int, default=64)

@@ -16,7 +16,9 @@ Per call, for F faces with their fitted vertices projected into the photo:
    its photo position, its weight, its mirror point's position and weight, and its fill colour; the
    photo is sampled at both points and the texel is
        w · photo + (1 - w) · (w_m · mirrored photo + (1 - w_m) · fill).
-   Weights vary smoothly from vertex to vertex, so no texel switches source with a hard edge.
+   Weights vary smoothly from vertex to vertex, so no texel switches source with a hard edge. The
+   fill carries a fixed, seeded grain of ±1.5 levels, so a smooth fill does not quantise into flat
+   uint8 bands (and reads as skin rather than plastic).
 """
 
 from __future__ import annotations
@@ -114,10 +116,11 @@ class HeadBaker:
         trust = trust * (1 - _smoothstep(below, *CHIN_RAMP))
         weight = seen.to(verts) * _smoothstep(facing, *FACING_RAMP) * trust
         src, dst = self._edges[:, 0], self._edges[:, 1]
+        rows = weight.T.contiguous()  # (V, F): index_add_ along dim 0 is the fast path
         for _ in range(ERODE_RINGS):  # each ring: no more than the mean of the neighbours
-            mean = torch.zeros_like(weight).index_add_(1, dst, weight[:, src]) / self._degree.clamp_min(1)
-            weight = torch.minimum(weight, mean)
-        return weight
+            mean = torch.zeros_like(rows).index_add_(0, dst, rows.index_select(0, src))
+            rows = torch.minimum(rows, mean / self._degree.clamp_min(1)[:, None])
+        return rows.T
 
     def bake(
         self, images: Tensor, sizes: Tensor, face_image: Tensor, verts: Tensor, landmarks: Tensor
@@ -137,19 +140,32 @@ class HeadBaker:
         )[:, :, 0]
         filled = self.fill(colours.transpose(1, 2), weight)  # (F, V, 3)
         vertex_count = len(self._degree)
-        table = torch.cat([verts[..., :2], weight[..., None]], dim=-1).permute(1, 0, 2).reshape(vertex_count, -1)
-        own = F.embedding_bag(self._vid, table, per_sample_weights=self._bary, mode="sum").view(-1, faces, 3)
-        mirror = F.embedding_bag(self._mirror_vid, table, per_sample_weights=self._bary, mode="sum")
-        mirror = mirror.view(-1, faces, 3)
-        fill_table = filled.permute(1, 0, 2).reshape(vertex_count, -1)
-        colour = torch.stack(
-            [self._texel_colours(window[f : f + 1], to_grid, f, own[:, f], mirror[:, f], fill_table) for f in range(faces)]
+        own = torch.cat([verts[..., :2], weight[..., None], filled], dim=-1)  # (F, V, 6)
+        table = own.permute(1, 0, 2).reshape(vertex_count, faces * 6)
+        texel = F.embedding_bag(self._vid, table, per_sample_weights=self._bary, mode="sum")
+        mirror = F.embedding_bag(
+            self._mirror_vid, table.view(-1, faces, 6)[..., :3].reshape(-1, faces * 3),
+            per_sample_weights=self._bary, mode="sum",
+        )  # fmt: skip
+        texel, mirror = texel.view(-1, faces, 6).transpose(0, 1), mirror.view(-1, faces, 3).transpose(0, 1)
+        w_own, w_mirror = texel[..., 2:3], mirror[..., 2:3]  # (F, N, 1)
+        photo = F.grid_sample(
+            window, to_grid(texel[:, None, :, :2]), align_corners=False, padding_mode="border"
         )
-        w_own = own[..., 2:3].transpose(0, 1)
+        flipped = F.grid_sample(
+            window, to_grid(mirror[:, None, :, :2]), align_corners=False, padding_mode="border"
+        )
+        # w·photo + (1 - w)·(w_m·mirrored + (1 - w_m)·fill), the fill with its fixed grain
+        colour = texel[..., 3:].add_(self._grain[:, None]).lerp_(flipped[:, :, 0].transpose(1, 2), w_mirror)
+        colour = colour.lerp_(photo[:, :, 0].transpose(1, 2), w_own)
         coverage = w_own[:, self._face_tile, 0].mean(dim=1)
-        atlas = colour.clamp(0, 255).add_(0.5).to(torch.uint8)[:, self._source]  # (F, S², 3)
+        # Texels -> the S x S image (each atlas texel copies its nearest head texel): RGB packed into
+        # one int32 per texel, so the gather moves whole texels instead of single bytes.
+        rgba = torch.zeros((faces, colour.shape[1], 4), dtype=torch.uint8, device=colour.device)
+        rgba[..., :3] = colour.clamp(0, 255).add_(0.5)
+        packed = rgba.view(torch.int32)[..., 0].index_select(1, self._source)  # (F, S²)
         size = self.sample_size
-        atlas = atlas.view(faces, size, size, 3).permute(0, 3, 1, 2)
+        atlas = packed.view(torch.uint8).view(faces, size, size, 4)[..., :3].permute(0, 3, 1, 2)
         out = (self.uv_size, self.uv_size)
         if size != self.uv_size and self.device.type == "cpu":  # the CPU has a uint8 bilinear kernel
             atlas = F.interpolate(
@@ -160,49 +176,9 @@ class HeadBaker:
         return atlas.permute(0, 2, 3, 1), coverage
 
 
-    def _texel_colours(
-        self, window: Tensor, to_grid: Callable[[Tensor], Tensor], face: int, own: Tensor, mirror: Tensor,
-        fill_table: Tensor,
-    ) -> Tensor:  # fmt: skip
-        """(N, 3) colours of one face's texels: w·photo + (1 - w)·(w_m·mirrored photo + (1 - w_m)·fill).
-
-        own, mirror: (N, 3) image x, y and weight at each texel and at its mirror point. Each source is
-        computed only for the texels that use it (on a front view about a third of them read the
-        photo and half only the fill), which is what keeps a 1024² bake affordable on a CPU.
-        """
-        w_own, w_mirror = own[:, 2], mirror[:, 2]
-        rest = 1 - w_own
-        colour = own.new_zeros((len(own), 3))
-
-        def sample(where: Tensor, xy: Tensor) -> Tensor:
-            grid = to_grid(xy[None, None, where, :2])[face : face + 1] if False else None
-            return grid
-
-        for ids, xy, weight in (
-            ((w_own > 0).nonzero()[:, 0], own, w_own),
-            (((w_mirror > 0) & (rest > 0)).nonzero()[:, 0], mirror, rest * w_mirror),
-        ):
-            if len(ids):
-                points = self._to_window(to_grid, face, xy[ids, :2])
-                values = F.grid_sample(window, points, align_corners=False, padding_mode="border")[0, :, 0]
-                colour.index_add_(0, ids, values.T * weight[ids, None])
-        ids = (rest * (1 - w_mirror) > 0).nonzero()[:, 0]
-        if len(ids):
-            fill = F.embedding_bag(
-                self._vid[ids], fill_table[:, 3 * face : 3 * face + 3], per_sample_weights=self._bary[ids], mode="sum"
-            )
-            colour.index_add_(0, ids, (fill + self._grain[ids, None]) * (rest * (1 - w_mirror))[ids, None])
-        return colour
-
-    @staticmethod
-    def _to_window(to_grid: Callable[[Tensor], Tensor], face: int, xy: Tensor) -> Tensor:
-        """(1, 1, n, 2) grid_sample coordinates of one face's image points (n, 2)."""
-        shaped = xy[None, None].expand(face + 1, -1, -1, -1)
-        return to_grid(shaped)[face : face + 1]
-
 def photo_windows(
     images: Tensor, sizes: Tensor, face_image: Tensor, verts: Tensor, weight: Tensor
-) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
+) -> tuple[Tensor, Callable[..., Tensor]]:
     """Float copies (F, 3, h, w) of only the photo windows the faces' trusted vertices span, and the map
     from image pixels to ``grid_sample`` coordinates of each face's window.
 
@@ -234,7 +210,9 @@ def photo_windows(
     # Pixel k's centre sits at k; with align_corners=False, -1 and 1 are the outer pixel edges.
     scale = verts.new_tensor([2.0 / win_w, 2.0 / win_h])
 
-    def to_grid(points: Tensor) -> Tensor:
-        return (points - origin + 0.5) * scale - 1
+    def to_grid(points: Tensor, face: int | None = None) -> Tensor:
+        """(F, 1, n, 2) image points of every face -> grid coordinates; or (1, 1, n, 2) of one ``face``."""
+        shift = origin if face is None else origin[face : face + 1]
+        return (points - shift + 0.5) * scale - 1
 
     return window, to_grid

@@ -14,11 +14,12 @@ more than ``SPARSE_MIN_CM`` (0.05 mm): ~3.6 MB instead of 17 MB dense.
 
 from __future__ import annotations
 
+import json
+import struct
 from functools import cache
 from typing import Any
 
 import numpy as np
-import pygltflib as gl
 
 from face3d.models.fasttext import fixed_rows, index_rows
 from face3d.models.ict_topology import HeadTopology
@@ -44,13 +45,18 @@ def head_vertices(face: Face, neutral: bool) -> np.ndarray:
 
 
 def normals_of(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """Area-weighted unit vertex normals (bincount: ~10x faster than np.add.at on 48k triangles)."""
-    v = vertices.astype(np.float64)
-    corners = v[triangles]
-    face_normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-    ids = triangles.ravel()
+    """Area-weighted unit vertex normals (bincount per corner and axis: ~10x faster than np.add.at)."""
+    v = np.asarray(vertices, np.float64)
+    corners = np.ascontiguousarray(np.asarray(triangles).T)  # contiguous rows: fancy indexing is 5x faster
+    p0, p1, p2 = (v[corners[k]] for k in range(3))
+    a, b = p1 - p0, p2 - p0
+    cross = (
+        a[:, 1] * b[:, 2] - a[:, 2] * b[:, 1],
+        a[:, 2] * b[:, 0] - a[:, 0] * b[:, 2],
+        a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0],
+    )
     normals = np.stack(
-        [np.bincount(ids, np.repeat(face_normals[:, c], 3), minlength=len(v)) for c in range(3)], axis=1
+        [sum(np.bincount(corners[k], c, minlength=len(v)) for k in range(3)) for c in cross], axis=1
     )
     return (normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
@@ -89,111 +95,130 @@ def to_head_obj(
     return text, mtl.encode("ascii")
 
 
-def _pad4(blob: bytes) -> bytes:
-    return blob + b"\x00" * (-len(blob) % 4)
+def _pad4(blob: bytes, fill: bytes = b"\x00") -> bytes:
+    return blob + fill * (-len(blob) % 4)
+
+
+_FLOAT, _USHORT, _UINT = 5126, 5123, 5125
+_ARRAY, _ELEMENTS = 34962, 34963
 
 
 @cache
-def _morph_targets(topology: HeadTopology) -> tuple[list[tuple[bytes, bytes, int, list, list]], int]:
-    """Per expression: (sparse index bytes, value bytes, count, min, max) in metres over GLB vertices."""
-    index_type = "<u2" if len(topology.gl_vertex) < 65536 else "<u4"
-    out = []
+def _static_glb(topology: HeadTopology) -> tuple[bytes, list[dict], list[dict], int]:
+    """What every head GLB shares, built once per process: the leading part of the binary chunk
+    (triangle indices, UVs, the morph targets' sparse indices and values) with its buffer views and
+    accessors (accessor 0: indices, 1: UVs, 2..54: the 53 morph targets), and the GLB index type."""
+    n = len(topology.gl_vertex)
+    index_dtype, index_type = ("<u2", _USHORT) if n < 65536 else ("<u4", _UINT)
+    uvs = np.array(topology.gl_uvs, dtype="<f4")
+    uvs[:, 1] = 1.0 - uvs[:, 1]  # glTF's v points down the image
+    payloads = [(topology.gl_triangles.astype(index_dtype).tobytes(), _ELEMENTS), (uvs.tobytes(), _ARRAY)]
+    accessors: list[dict] = [
+        {"bufferView": 0, "componentType": index_type, "count": topology.gl_triangles.size, "type": "SCALAR"},
+        {"bufferView": 1, "componentType": _FLOAT, "count": n, "type": "VEC2"},
+    ]
     for deltas in topology.expression:
         moved = deltas[topology.gl_vertex].astype(np.float32) * np.float32(0.01)
         keep = np.flatnonzero(np.abs(moved).max(axis=1) > SPARSE_MIN_CM * 0.01)
         values = moved[keep]
         # min/max cover the whole accessor: the listed values and the zeros of every other vertex.
-        listed = np.concatenate([values, np.zeros((int(len(keep) < len(moved)), 3), np.float32)])
-        lo, hi = listed.min(axis=0).tolist(), listed.max(axis=0).tolist()
-        out.append((keep.astype(index_type).tobytes(), values.astype("<f4").tobytes(), len(keep), lo, hi))
-    component = gl.UNSIGNED_SHORT if index_type == "<u2" else gl.UNSIGNED_INT
-    return out, component
+        listed = np.concatenate([values, np.zeros((int(len(keep) < n), 3), np.float32)])
+        view = len(payloads)
+        payloads += [(keep.astype(index_dtype).tobytes(), None), (values.astype("<f4").tobytes(), None)]
+        accessors.append({
+            "componentType": _FLOAT, "count": n, "type": "VEC3",
+            "min": listed.min(axis=0).tolist(), "max": listed.max(axis=0).tolist(),
+            "sparse": {"count": len(keep), "indices": {"bufferView": view, "componentType": index_type},
+                       "values": {"bufferView": view + 1}},
+        })  # fmt: skip
+    views, blob, offset = [], [], 0
+    for payload, target in payloads:
+        view = {"buffer": 0, "byteOffset": offset, "byteLength": len(payload)}
+        if target is not None:
+            view["target"] = target
+        views.append(view)
+        blob.append(_pad4(payload))
+        offset += len(blob[-1])
+    return b"".join(blob), views, accessors, offset
 
 
 def to_head_glb(
     face: Face, topology: HeadTopology, texture_bytes: bytes, mime: str, neutral: bool = False
 ) -> bytes:
-    """Binary glTF 2.0: the head (metres), its atlas texture and the 53 expression morph targets."""
+    """Binary glTF 2.0: the head (metres), its atlas texture and the 53 expression morph targets.
+
+    Written directly (JSON + binary chunk): the document is small and mostly the same for every
+    head, and a generic glTF object model costs more time than the rest of the export.
+    """
     model = face.model
     base = np.asarray(model.base_vertices if model is not None else face.vertices, np.float32)
     positions = (base[topology.gl_vertex] * np.float32(0.01)).astype("<f4")
     normals = normals_of(base, topology.triangles)[topology.gl_vertex].astype("<f4")
-    uvs = np.array(topology.gl_uvs, dtype="<f4")
-    uvs[:, 1] = 1.0 - uvs[:, 1]  # glTF's v points down the image
-    index_type = gl.UNSIGNED_SHORT if len(positions) < 65536 else gl.UNSIGNED_INT
-    indices = topology.gl_triangles.astype("<u2" if index_type == gl.UNSIGNED_SHORT else "<u4").ravel()
-    targets, sparse_type = _morph_targets(topology)
-    parts: list[tuple[bytes, int | None]] = [
-        (indices.tobytes(), gl.ELEMENT_ARRAY_BUFFER),
-        (positions.tobytes(), gl.ARRAY_BUFFER),
-        (normals.tobytes(), gl.ARRAY_BUFFER),
-        (uvs.tobytes(), gl.ARRAY_BUFFER),
+    static, static_views, static_accessors, offset = _static_glb(topology)
+    views = [dict(v) for v in static_views]
+    blob = [static]
+    for payload, target in (
+        (positions.tobytes(), _ARRAY),
+        (normals.tobytes(), _ARRAY),
         (texture_bytes, None),
-    ]
-    for index_bytes, value_bytes, *_ in targets:
-        parts += [(index_bytes, None), (value_bytes, None)]
-    views, blob, offset = [], [], 0
-    for payload, target in parts:
-        views.append(gl.BufferView(buffer=0, byteOffset=offset, byteLength=len(payload), target=target))
+    ):
+        view = {"buffer": 0, "byteOffset": offset, "byteLength": len(payload)}
+        if target is not None:
+            view["target"] = target
+        views.append(view)
         blob.append(_pad4(payload))
         offset += len(blob[-1])
-    n = len(positions)
+    n, first = len(positions), len(static_views)
     accessors = [
-        gl.Accessor(bufferView=0, componentType=index_type, count=indices.size, type=gl.SCALAR),
-        gl.Accessor(bufferView=1, componentType=gl.FLOAT, count=n, type=gl.VEC3,
-                    min=positions.min(axis=0).tolist(), max=positions.max(axis=0).tolist()),
-        gl.Accessor(bufferView=2, componentType=gl.FLOAT, count=n, type=gl.VEC3),
-        gl.Accessor(bufferView=3, componentType=gl.FLOAT, count=n, type=gl.VEC2),
+        *static_accessors,
+        {"bufferView": first, "componentType": _FLOAT, "count": n, "type": "VEC3",
+         "min": positions.min(axis=0).tolist(), "max": positions.max(axis=0).tolist()},
+        {"bufferView": first + 1, "componentType": _FLOAT, "count": n, "type": "VEC3"},
     ]  # fmt: skip
-    for k, (_, _, count, lo, hi) in enumerate(targets):
-        sparse = gl.Sparse(
-            count=count,
-            indices=gl.AccessorSparseIndices(bufferView=5 + 2 * k, componentType=sparse_type),
-            values=gl.AccessorSparseValues(bufferView=6 + 2 * k),
-        )
-        accessors.append(
-            gl.Accessor(
-                byteOffset=None, componentType=gl.FLOAT, count=n, type=gl.VEC3, min=lo, max=hi, sparse=sparse
-            )
-        )
+    position, normal, targets = len(accessors) - 2, len(accessors) - 1, range(2, len(static_accessors))
     weights = [0.0] * len(targets) if neutral or model is None else [float(w) for w in model.expression]
-    primitive = gl.Primitive(
-        attributes=gl.Attributes(POSITION=1, NORMAL=2, TEXCOORD_0=3),
-        indices=0,
-        material=0,
-        mode=gl.TRIANGLES,
-        targets=[gl.Attributes(POSITION=4 + k) for k in range(len(targets))],
-    )
-    material = gl.Material(
-        name="head",
-        pbrMetallicRoughness=gl.PbrMetallicRoughness(
-            baseColorTexture=gl.TextureInfo(index=0), metallicFactor=0.0, roughnessFactor=1.0
-        ),
-    )
-    gltf = gl.GLTF2(
-        asset=gl.Asset(generator="face3d", version="2.0"),
-        scene=0,
-        scenes=[gl.Scene(nodes=[0])],
-        nodes=[gl.Node(mesh=0, name="head")],
-        meshes=[
-            gl.Mesh(
-                name="head",
-                primitives=[primitive],
-                weights=weights,
-                extras={"targetNames": list(topology.expression_names)},
-            )
-        ],
-        accessors=accessors,
-        bufferViews=views,
-        buffers=[gl.Buffer(byteLength=offset)],
-        images=[gl.Image(bufferView=4, mimeType=mime, name="texture")],
-        samplers=[gl.Sampler(magFilter=gl.LINEAR, minFilter=gl.LINEAR_MIPMAP_LINEAR,
-                             wrapS=gl.CLAMP_TO_EDGE, wrapT=gl.CLAMP_TO_EDGE)],
-        textures=[gl.Texture(sampler=0, source=0)],
-        materials=[material],
-    )  # fmt: skip
-    gltf.set_binary_blob(b"".join(blob))
-    return b"".join(gltf.save_to_bytes())
+    doc = {
+        "asset": {"generator": "face3d", "version": "2.0"},
+        "scene": 0,
+        "scenes": [{"nodes": [0]}],
+        "nodes": [{"mesh": 0, "name": "head"}],
+        "meshes": [{
+            "name": "head",
+            "primitives": [{
+                "attributes": {"POSITION": position, "NORMAL": normal, "TEXCOORD_0": 1},
+                "indices": 0, "material": 0, "mode": 4,
+                "targets": [{"POSITION": k} for k in targets],
+            }],
+            "weights": weights,
+            "extras": {"targetNames": list(topology.expression_names)},
+        }],
+        "materials": [{
+            "name": "head",
+            "pbrMetallicRoughness": {
+                "baseColorTexture": {"index": 0}, "metallicFactor": 0.0, "roughnessFactor": 1.0,
+            },
+        }],
+        "textures": [{"sampler": 0, "source": 0}],
+        "samplers": [{"magFilter": 9729, "minFilter": 9987, "wrapS": 33071, "wrapT": 33071}],
+        "images": [{"bufferView": first + 2, "mimeType": mime, "name": "texture"}],
+        "accessors": accessors,
+        "bufferViews": views,
+        "buffers": [{"byteLength": offset}],
+    }  # fmt: skip
+    text = _pad4(json.dumps(doc, separators=(",", ":")).encode("utf-8"), b" ")
+    binary = b"".join(blob)
+    total = 12 + 8 + len(text) + 8 + len(binary)
+    return b"".join((
+        struct.pack("<4sII", b"glTF", 2, total),
+        struct.pack("<I4s", len(text), b"JSON"), text,
+        struct.pack("<I4s", len(binary), b"BIN\x00"), binary,
+    ))  # fmt: skip
+
+
+def prepare(topology: HeadTopology) -> None:
+    """Build the per-process caches of the OBJ and GLB writers now (~0.5 s), not in the first request."""
+    _obj_static(topology)
+    _static_glb(topology)
 
 
 def _round(values: Any, digits: int) -> Any:

@@ -44,12 +44,14 @@ PRIORS = ((176, 132, 112), (96, 38, 40), (222, 214, 196), (214, 206, 200))
 
 
 def _blur_y(t: Tensor) -> Tensor:
-    """Gaussian-like blur along y (dim 3) of (N, C, Z, Y, X), sigma ~ BLUR_Y_CM, edges replicated."""
-    kernel = t.new_tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16  # sigma 1 voxel per pass
+    """Gaussian blur along y (dim 3) of (N, C, Z, Y, X), sigma BLUR_Y_CM, edges replicated."""
+    sigma = BLUR_Y_CM / VOXEL_CM
+    radius = math.ceil(3 * sigma)
+    taps = torch.arange(-radius, radius + 1, dtype=t.dtype, device=t.device)
+    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
     n, c, z, y, x = t.shape
     flat = t.permute(0, 1, 2, 4, 3).reshape(-1, 1, y)
-    for _ in range(round((BLUR_Y_CM / VOXEL_CM) ** 2)):  # variances add up
-        flat = F.conv1d(F.pad(flat, (2, 2), mode="replicate"), kernel.view(1, 1, 5))
+    flat = F.conv1d(F.pad(flat, (radius, radius), mode="replicate"), (kernel / kernel.sum()).view(1, 1, -1))
     return flat.view(n, c, z, x, y).permute(0, 1, 2, 4, 3)
 
 
@@ -105,9 +107,11 @@ class PushPullFill:
         filled colours for every vertex (read where the weights are low; smooth everywhere)."""
         faces = colours.shape[0]
         values = torch.cat([colours * weights[..., None], weights[..., None]], dim=-1)  # (F, V, 4)
-        grid = values.new_zeros((faces, self.n_groups * self.n_voxels, 4))
-        grid.index_add_(1, self.slot, values)
-        grid = grid.view(faces * self.n_groups, *self.dims, 4).permute(0, 4, 1, 2, 3)  # (FG, 4, Z, Y, X)
+        # index_add_ along dim 0 (rows of F x 4 values): the fast path; along dim 1 it is ~10x slower.
+        grid = values.new_zeros((self.n_groups * self.n_voxels, faces * 4))
+        grid.index_add_(0, self.slot, values.transpose(0, 1).reshape(-1, faces * 4))
+        grid = grid.view(self.n_groups, *self.dims, faces, 4).permute(4, 0, 5, 1, 2, 3)  # (F, G, 4, Z, Y, X)
+        grid = grid.reshape(faces * self.n_groups, 4, *self.dims)
         pyramid = [grid]
         for kernel in self.levels:
             pyramid.append(_pool(pyramid[-1], kernel))

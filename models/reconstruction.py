@@ -7,8 +7,9 @@ Coordinate conventions (documented once, used everywhere):
   (MediaPipe's convention), relative to the face centre.
 * Model space (OBJ/GLB vertices): right-handed, +Y up, +X towards the subject's left
   (viewer's right), +Z out of the face towards the camera; units are centimetres, the template
-  being scaled so that the distance between the eye centres is 6.3 cm. Vertices are the subject's
-  own shape in a frontal pose; the head pose lives separately in ``Pose``.
+  being scaled so that the distance between the eye centres is 6.3 cm (facemesh; the ict backend's
+  head is in the ICT model's own centimetres, the scale the fit estimates). Vertices are the
+  subject's own shape in a frontal pose; the head pose lives separately in ``Pose``.
 """
 
 from __future__ import annotations

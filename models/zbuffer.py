@@ -24,6 +24,13 @@ def lattice(level: int) -> Tensor:
     return torch.tensor(rows, dtype=torch.float32) / level
 
 
+def gather_corners(verts: Tensor, triangles: Tensor) -> Tensor:
+    """(F, T, 3, 3) corner positions; ``index_select`` is several times faster than ``verts[:, tris]``."""
+    return verts.index_select(1, triangles.reshape(-1)).view(
+        verts.shape[0], *triangles.shape, verts.shape[-1]
+    )
+
+
 def triangle_normals(corners: Tensor) -> Tensor:
     """(..., T, 3) normals (length = twice the area) of (..., T, 3 corners, 3) counter-clockwise triangles."""
     return torch.linalg.cross(
@@ -34,10 +41,13 @@ def triangle_normals(corners: Tensor) -> Tensor:
 def vertex_normals(verts: Tensor, triangles: Tensor, normals: Tensor | None = None) -> Tensor:
     """(F, V, 3) area-weighted unit normals of counter-clockwise (seen from outside) triangles."""
     if normals is None:
-        normals = triangle_normals(verts[:, triangles])
-    out = torch.zeros_like(verts)
+        normals = triangle_normals(gather_corners(verts, triangles))
+    faces = verts.shape[0]
+    rows = normals.transpose(0, 1).reshape(len(triangles), faces * 3)  # (T, F*3): add along dim 0, fast
+    out = verts.new_zeros((verts.shape[1], faces * 3))
     for k in range(3):
-        out.index_add_(1, triangles[:, k], normals)
+        out.index_add_(0, triangles[:, k], rows)
+    out = out.view(-1, faces, 3).transpose(0, 1)
     return out / out.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
@@ -67,7 +77,7 @@ class DepthTest:
         """
         faces, cells = verts.shape[0], self.cells
         facing = -vertex_normals(verts, self.triangles)[..., 2]  # image z points away from the camera
-        corners = verts[:, self.occluders]  # (F, T, 3, 3)
+        corners = gather_corners(verts, self.occluders)  # (F, T, 3, 3)
         front = triangle_normals(corners)[..., 2] < 0
         lo = verts[..., :2].amin(dim=1)
         cell = (verts[..., :2].amax(dim=1) - lo).amax(dim=1).clamp_min(1e-6) / cells  # (F,) px

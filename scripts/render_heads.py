@@ -38,7 +38,8 @@ CHROMIUM_ARGS = [
     "--use-angle=swiftshader",
     "--enable-unsafe-swiftshader",
 ]
-VIEWS = {"front": 0.0, "45": 45.0, "profile": 90.0}  # degrees the head turns to its right (the viewer sees its left side)
+# degrees the head turns to its right (the viewer sees its left side)
+VIEWS = {"front": 0.0, "45": 45.0, "profile": 90.0}
 BACKGROUND = "#2a2f36"
 ORIGIN = "http://render.local"
 
@@ -69,7 +70,7 @@ const pivot = new THREE.Group();
 pivot.add(head);
 scene.add(pivot);
 const radius = box.getSize(new THREE.Vector3()).length() / 2;
-camera.position.set(0, 0, radius / Math.tan(THREE.MathUtils.degToRad(10)) * 1.02);
+camera.position.set(0, 0, radius / Math.tan(THREE.MathUtils.degToRad(10)) * 0.8);
 window.renderView = (degrees) => {
   pivot.rotation.y = THREE.MathUtils.degToRad(-degrees);
   renderer.render(scene, camera);

@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     # backend, devices and engine
-    backend: str = Field("facemesh", min_length=1)
+    backend: str = Field("ict", min_length=1)
     devices: str = "auto"
     cpu_workers: int = Field(0, ge=0)
     torch_threads: int = Field(0, ge=0)

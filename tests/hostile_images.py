@@ -71,6 +71,25 @@ def png(width: int, height: int, rows: bytes | None = None, depth: int = 8, colo
     return b"\x89PNG\r\n\x1a\n" + b"".join(chunks)
 
 
+def bomb_png(width: int, height: int) -> bytes:
+    """A PNG whose image data inflates to ``height x (1 + 3 width)`` zero bytes (7.5 GB for 50000²)
+    but is built in milliseconds: one flushed deflate segment of 1 MiB of zeros, repeated. (Its
+    checksum is wrong: a decoder that got that far would already have lost.)"""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    segment = compressor.compress(bytes(1 << 20)) + compressor.flush(zlib.Z_FULL_FLUSH)
+    final = zlib.compressobj(9, zlib.DEFLATED, -15).flush()
+    count = -(-height * (1 + 3 * width) // (1 << 20))
+    idat = b"\x78\xda" + segment * count + final + b"\x00\x00\x00\x01"
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunks = [_chunk(b"IHDR", header), _chunk(b"IDAT", idat), _chunk(b"IEND", b"")]
+    return b"\x89PNG\r\n\x1a\n" + b"".join(chunks)
+
+
+def small_face() -> bytes:
+    """A 200x256 JPEG of the face (about 12 KB): for load tests, where upload bytes are client CPU."""
+    return encode(face().resize((200, 256)), "JPEG", quality=85)
+
+
 def png16() -> bytes:
     """The face as a 16-bit-per-channel RGB PNG."""
     pixels = np.asarray(face()).astype(">u2") * 257

@@ -19,6 +19,7 @@ class Outcome:
     status: int | str  # HTTP status, or the transport error's class name
     seconds: float
     retry_after: str | None = None
+    server_s: float | None = None  # the server's own time (Server-Timing)
 
 
 @dataclass
@@ -72,3 +73,52 @@ def percentile(values: list[float], q: int) -> float:
     if len(values) == 1:
         return values[0]
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+def open_loop(url: str, headers: dict[str, str], photo: bytes, rate: float, seconds: float) -> list[Outcome]:
+    """Requests at a fixed ``rate`` per second for ``seconds``, whatever the answers (offered load,
+    not a closed loop)."""
+    import re
+    from concurrent.futures import ThreadPoolExecutor
+
+    outcomes: list[Outcome] = []
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    with httpx.Client(base_url=url, headers=headers, timeout=60, limits=limits) as client:
+
+        def one() -> None:
+            start = time.perf_counter()
+            try:
+                response = client.post("/v1/reconstruct", params={"formats": "json"}, content=photo,
+                                       headers={"Content-Type": "image/jpeg"})  # fmt: skip
+                timing = re.search(r"dur=([\d.]+)", response.headers.get("server-timing", ""))
+                outcomes.append(Outcome(response.status_code, time.perf_counter() - start,
+                                        response.headers.get("retry-after"),
+                                        float(timing.group(1)) / 1000 if timing else None))  # fmt: skip
+            except httpx.TransportError as exc:
+                outcomes.append(Outcome(type(exc).__name__, time.perf_counter() - start))
+
+        with ThreadPoolExecutor(64) as threads:
+            begin, sent = time.perf_counter(), 0
+            while time.perf_counter() - begin < seconds:
+                threads.submit(one)
+                sent += 1
+                time.sleep(max(0.0, begin + sent / rate - time.perf_counter()))
+    return outcomes
+
+
+def _main() -> None:
+    """``python -m tests.load URL TOKEN PHOTO RATE SECONDS``: run ``open_loop`` in a process of its
+    own (the overload test starts it with a lower CPU priority, as if the clients were elsewhere) and
+    print the outcomes as JSON lines."""
+    import json
+    import sys
+    from pathlib import Path
+
+    url, token, photo, rate, seconds = sys.argv[1:6]
+    headers = {"Authorization": token}
+    for outcome in open_loop(url, headers, Path(photo).read_bytes(), float(rate), float(seconds)):
+        print(json.dumps(outcome.__dict__))
+
+
+if __name__ == "__main__":
+    _main()

@@ -65,7 +65,9 @@ def tight(start_server: Callable[..., Server]) -> Server:  # noqa: F811
 # ------------------------------------------------------------------------------------ happy paths
 def test_health_models_and_request_id(server: Server) -> None:
     assert httpx.get(f"{server.url}/livez").json() == {"status": "ok"}
-    assert httpx.get(f"{server.url}/readyz").status_code == 200
+    ready = httpx.get(f"{server.url}/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"
+    assert "pid" not in ready.text  # the open port tells no internals
     with server.client() as client:
         models = client.get("/v1/models", headers={"X-Request-ID": "trace-123"})
     assert models.status_code == 200 and models.headers["x-request-id"] == "trace-123"
@@ -73,6 +75,17 @@ def test_health_models_and_request_id(server: Server) -> None:
     assert body["model"]["device"] == "cpu"
     assert body["workers"][0]["ready"] and body["workers"][0]["pid"] > 0
     assert httpx.get(f"{server.url}/livez").headers["x-request-id"]  # generated when absent
+
+
+def mesh_sizes() -> tuple[int, int, int]:
+    """(OBJ vertices, triangles, vertices once split at UV seams) of the default backend's meshes."""
+    from face3d.models.backends import backend_class
+    from face3d.service.config import Settings
+
+    topology = backend_class(Settings.model_fields["backend"].default).load_topology()
+    if hasattr(topology, "gl_vertex"):  # the ict head: UV seams split vertices
+        return topology.vertex_count, len(topology.triangles), len(topology.gl_vertex)
+    return len(topology.uvs), len(topology.triangles), len(topology.uvs)
 
 
 def test_reconstruct_json_then_fetch_every_file(server: Server) -> None:
@@ -94,7 +107,7 @@ def test_reconstruct_json_then_fetch_every_file(server: Server) -> None:
     assert texture.size == (256, 256)
     assert np.asarray(texture).std() > 10  # a real photo texture, not a flat fill
     mesh = trimesh.load(io.BytesIO(files["face.glb"].content), file_type="glb", force="mesh")
-    assert len(mesh.vertices) >= 468 and len(mesh.faces) == 852
+    assert len(mesh.vertices) >= 468 and len(mesh.faces) == mesh_sizes()[1]
     assert json.loads(files["result.json"].content)["faces"][0]["bbox"] == face["bbox"]
     assert files["face.glb"].headers["content-type"] == "model/gltf-binary"
 
@@ -114,7 +127,7 @@ def test_single_artifact_formats(server: Server, artifact: str, tmp_path: Path) 
     data = response.content
     if artifact == "glb":
         assert data[:4] == b"glTF" and response.headers["content-type"] == "model/gltf-binary"
-        assert len(trimesh.load(io.BytesIO(data), file_type="glb", force="mesh").faces) == 852
+        assert len(trimesh.load(io.BytesIO(data), file_type="glb", force="mesh").faces) == mesh_sizes()[1]
         return
     assert response.headers["content-type"] == "application/zip"
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
@@ -125,10 +138,11 @@ def test_single_artifact_formats(server: Server, artifact: str, tmp_path: Path) 
         # Usable as it is: the OBJ's mtllib and the MTL's map_Kd name files that are in the zip.
         assert names == {"face.obj", "face.mtl", "face.png"}
         obj = (tmp_path / "face.obj").read_text()
-        assert obj.count("\nv ") == 468 and obj.count("\nf ") == 852
+        vertices, triangles, _ = mesh_sizes()
+        assert obj.count("\nv ") == vertices and obj.count("\nf ") == triangles
         assert "mtllib face.mtl" in obj and "map_Kd face.png" in (tmp_path / "face.mtl").read_text()
         mesh = trimesh.load(tmp_path / "face.obj", force="mesh")
-        assert len(mesh.faces) == 852 and mesh.visual.material.image is not None  # texture found
+        assert len(mesh.faces) == triangles and mesh.visual.material.image is not None  # texture found
     else:  # every format the request asked for (default obj,png,glb,json): the GLB too
         assert names == {"face.obj", "face.mtl", "face.png", "face.glb", "result.json"}
 
@@ -323,6 +337,12 @@ def test_killed_worker_fails_its_jobs_with_503_and_is_replaced(server: Server) -
         assert time.monotonic() - killed_at < 1.5  # supervision notices within a second
         assert_problem(response, 503, "unavailable")
         assert server.metric("face3d_worker_restarts_total") == restarts + 1
+        # No worker can take work while the new one loads: refused at once, not queued until then.
+        started = time.monotonic()
+        refused = post_image(client, astronaut(), formats="png")
+        assert_problem(refused, 503, "unavailable")
+        assert time.monotonic() - started < 1.0 and int(refused.headers["retry-after"]) >= 1
+        assert httpx.get(f"{server.url}/readyz").json()["status"] in ("unavailable", "ready")
         server.wait_ready()
         assert worker_pid(client) != pid
         assert post_image(client, astronaut(), formats="png").status_code == 200
@@ -360,3 +380,26 @@ def test_sigterm_drains_requests_in_flight(start_server: Callable[..., Server]) 
     assert "Traceback" not in server.log.read_text()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # the worker was stopped, not orphaned
+
+
+def test_admission_is_decided_before_the_body_is_read(tight: Server) -> None:
+    """With the queue full, an upload is refused while its body is still on the way (before: the
+    server read all of it first, then answered 503)."""
+    host, port = tight.url.removeprefix("http://").split(":")
+    token = tight.token("early")["Authorization"]
+    with tight.client() as client, ThreadPoolExecutor(3) as threads, frozen(worker_pid(client)):
+        pending = [threads.submit(post_image, client, astronaut(), formats="png") for _ in range(3)]
+        wait_inflight(client, 2)
+        time.sleep(0.3)  # the third one waits in the queue: it is full now
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(
+                f"POST /v1/reconstruct HTTP/1.1\r\nHost: {host}\r\nAuthorization: {token}\r\n"
+                "Content-Type: image/jpeg\r\nContent-Length: 1900000\r\n\r\n".encode()
+            )
+            started = time.monotonic()
+            sock.settimeout(5)
+            head = sock.recv(4096).decode("latin-1")  # no body byte sent yet
+        assert head.startswith("HTTP/1.1 503"), head[:200]
+        assert "retry-after" in head.lower() and time.monotonic() - started < 1.0
+        for future in pending:
+            future.result()

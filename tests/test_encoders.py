@@ -20,7 +20,8 @@ from scripts.photos import photo
 
 
 def _settings(tmp_path: Path) -> Settings:
-    return load_settings(auth_disabled_dev=True, results_dir=tmp_path / "results")
+    # the tasks hold the facemesh engine's reconstructions (conftest), so its topology encodes them
+    return load_settings(auth_disabled_dev=True, results_dir=tmp_path / "results", backend="facemesh")
 
 
 def _job(job_id: str, formats: set[str], artifact: str | None = None, texture: str = "png") -> Job:

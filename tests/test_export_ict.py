@@ -164,3 +164,17 @@ def test_json_and_preview_of_an_ict_result(face: Face, topo: HeadTopology) -> No
     drawn = np.abs(preview - 90).max(axis=2) > 20
     assert drawn[150:260, 150:250].mean() > 0.2  # the head's wireframe over the face
     assert result_json(rec, {}, ["x"])["faces"][0]["neutral"] is False
+
+
+def test_neutral_option_reaches_the_files(face: Face, topo: HeadTopology) -> None:
+    from face3d.models.pipeline import ReconstructOptions, export_result
+    from face3d.service.cli import build_parser
+
+    options = ReconstructOptions.parse(formats="glb,json", neutral=True)
+    assert options.neutral and options.batch_key == ReconstructOptions.parse(formats="glb").batch_key
+    rec = Reconstruction(400, 400, [face], {})
+    exported = export_result(rec, None, options, topo, {"backend": "ict"})
+    assert gl.GLTF2.load_from_bytes(exported.files["face.glb"]).meshes[0].weights == [0.0] * 53
+    assert exported.document["faces"][0]["neutral"] is True
+    args = build_parser().parse_args(["reconstruct", "x.jpg", "-o", "out", "--neutral"])
+    assert args.neutral is True

@@ -44,7 +44,12 @@ def post(client: httpx.Client, data: bytes, media: str = "image/jpeg", **params:
 
 REFUSED: dict[str, tuple[Callable[[], bytes], str, int, str]] = {
     "zero bytes": (lambda: b"", "image/jpeg", 400, "invalid-image"),
-    "decompression bomb 50000x50000 png": (lambda: hostile.png(50000, 50000), "image/png", 413, "too-large"),
+    "decompression bomb 50000x50000 png": (
+        lambda: hostile.bomb_png(50000, 50000),
+        "image/png",
+        413,
+        "too-large",
+    ),
     "iCCP chunk inflating to 200 MB": (hostile.iccp_bomb, "image/png", 400, "invalid-image"),
     "PNG with 64 MB of text chunks": (
         lambda: hostile.text_chunks_png(64_000_000, 60_000),
@@ -83,6 +88,7 @@ HANDLED: dict[str, tuple[Callable[[], bytes], str, set[int]]] = {
     "PNG + HTML polyglot": (hostile.html_polyglot, "image/png", {200}),
     "1 x 20000": (lambda: hostile.line(1, 20000), "image/png", {422}),
     "20000 x 1": (lambda: hostile.line(20000, 1), "image/png", {422}),
+    "decompression bomb 5000x5000 (75 MB)": (lambda: hostile.bomb_png(5000, 5000), "image/png", {422}),
     "truncated JPEG": (lambda: hostile.encode(hostile.face(), "JPEG")[:20000], "image/jpeg", {400}),
     "progressive JPEG with 50 scans": (lambda: hostile.many_scans(50), "image/jpeg", {200}),
 }

@@ -62,10 +62,11 @@ def environ(pid: int) -> bytes:
     return Path(f"/proc/{pid}/environ").read_bytes()
 
 
-def answered(load: Load) -> None:
+def answered(load: Load, served: bool = True) -> None:
+    """Every request got 200 or 503 + Retry-After (and some got 200, when ``served``)."""
     counts = load.counts()
     assert set(counts) <= ANSWERS, counts
-    assert counts[200] > 0, counts
+    assert counts[200] > 0 or not served, counts
     refusals = [o for o in load.outcomes if o.status == 503]
     assert all(o.retry_after for o in refusals)
 
@@ -127,14 +128,18 @@ def test_kill_an_encoder_under_load(server: Server) -> None:
 
 
 def test_a_stopped_worker_is_replaced_within_15_s(server: Server) -> None:
+    server.wait_ready()  # both workers, so that the other one keeps serving
     slot, worker = ready_worker(server)
     load = Load(server.url, server.token("load"), 4).start()
     time.sleep(1)
     os.kill(worker, signal.SIGSTOP)
     took = replaced(server, slot, worker, 15)
     record("faults", "SIGSTOP worker: replaced after (s)", took)
-    readiness = httpx.get(f"{server.url}/readyz", timeout=10).json()
+    ready = httpx.get(f"{server.url}/readyz", timeout=10)
+    readiness = ready.json()
     assert readiness["workers"][slot]["ready"] is False  # flipped while the new one warms up
+    # The other worker still serves: the pod stays in rotation, saying so (before: all or nothing).
+    assert (ready.status_code, readiness["status"]) in ((200, "degraded"), (503, "unavailable"))
     time.sleep(1)
     load.stop()
     answered(load)

@@ -3,18 +3,22 @@ admitted requests stay within 3x the unloaded latency, and the service recovers 
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.figures import record
+from tests.hostile_images import small_face
 from tests.load import Load, Outcome, percentile
-from tests.serving import Server, astronaut, launch
+from tests.serving import ROOT, Server, launch
 
 pytestmark = [pytest.mark.slow, pytest.mark.reliability]
 
@@ -36,7 +40,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def sequential(client: httpx.Client, count: int) -> list[float]:
-    photo, latencies = astronaut(), []
+    photo, latencies = small_face(), []
     for _ in range(count):
         start = time.perf_counter()
         response = client.post("/v1/reconstruct", params={"formats": "json"}, content=photo,
@@ -46,45 +50,35 @@ def sequential(client: httpx.Client, count: int) -> list[float]:
     return latencies
 
 
-def open_loop(client: httpx.Client, rate: float, seconds: float) -> list[Outcome]:
-    """Requests at a fixed ``rate`` per second, whatever the answers: offered load, not a closed loop."""
-    photo, outcomes = astronaut(), []
-
-    def one() -> None:
-        start = time.perf_counter()
-        try:
-            response = client.post("/v1/reconstruct", params={"formats": "json"}, content=photo,
-                                   headers={"Content-Type": "image/jpeg"})  # fmt: skip
-            outcomes.append(Outcome(response.status_code, time.perf_counter() - start,
-                                    response.headers.get("retry-after")))  # fmt: skip
-        except httpx.TransportError as exc:
-            outcomes.append(Outcome(type(exc).__name__, time.perf_counter() - start))
-
-    with ThreadPoolExecutor(128) as threads:
-        begin, sent = time.perf_counter(), 0
-        while time.perf_counter() - begin < seconds:
-            threads.submit(one)
-            sent += 1
-            time.sleep(max(0.0, begin + sent / rate - time.perf_counter()))
-    return outcomes
+def open_loop(server: Server, photo: Path, rate: float, seconds: float) -> list[Outcome]:
+    """Offered load at ``rate`` per second from a process of its own at a lower CPU priority: on a
+    small CI box the clients would otherwise take the cores the server is being measured on."""
+    command = [sys.executable, "-m", "tests.load", server.url, server.token("load")["Authorization"],
+               str(photo), str(rate), str(seconds)]  # fmt: skip
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=seconds + 120,
+                         preexec_fn=lambda: os.nice(10))  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    return [Outcome(**json.loads(line)) for line in run.stdout.splitlines()]
 
 
-def test_overload_sheds_fast_and_admitted_stay_fast(server: Server) -> None:
+def test_overload_sheds_fast_and_admitted_stay_fast(server: Server, tmp_path: Path) -> None:
+    photo = tmp_path / "face.jpg"
+    photo.write_bytes(small_face())
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
     with httpx.Client(base_url=server.url, headers=server.token("load"), timeout=60, limits=limits) as client:
-        unloaded = percentile(sequential(client, 15)[3:], 50)
+        unloaded = percentile(sequential(client, 23)[3:], 99)  # p99 against p99
         closed = Load(server.url, server.token("load"), 2).start()
         time.sleep(4)
         closed.stop()
         capacity = max(1.0, closed.counts()[200] / 4)
-        outcomes = open_loop(client, 10 * capacity, OVERLOAD_S)
+        outcomes = open_loop(server, photo, 10 * capacity, OVERLOAD_S)
         time.sleep(1)
-        after = percentile(sequential(client, 6)[1:], 50)
+        after = percentile(sequential(client, 11)[1:], 50)
     counts = Counter(o.status for o in outcomes)
     admitted = [o.seconds for o in outcomes if o.status == 200]
     shed = [o for o in outcomes if o.status == 503]
     figures = {
-        "unloaded p50 (ms)": unloaded * 1000,
+        "unloaded p99 (ms)": unloaded * 1000,
         "capacity (images/s)": capacity,
         "offered (requests/s)": 10 * capacity,
         "admitted": counts[200],
@@ -99,4 +93,4 @@ def test_overload_sheds_fast_and_admitted_stay_fast(server: Server) -> None:
     assert shed and all(o.retry_after for o in shed)
     assert percentile([o.seconds for o in shed], 99) < 0.25  # fast: refused before any work
     assert admitted and percentile(admitted, 99) <= 3 * unloaded
-    assert after <= 1.5 * unloaded  # recovered
+    assert after <= unloaded  # recovered: the median is back under the unloaded p99
