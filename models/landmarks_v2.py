@@ -64,7 +64,7 @@ class FaceMeshV2Net(nn.Module):
 
     def forward(self, crops: Tensor) -> tuple[Tensor, Tensor]:
         mesh, presence_logit, _tongue_out = self.net(crops.to(module_dtype(self.net)))
-        points = mesh.float().reshape(len(crops), NUM_LANDMARKS, 3)
+        points = mesh.float().reshape(crops.shape[0], NUM_LANDMARKS, 3)  # a SymInt under export
         return points, torch.sigmoid(presence_logit.float().reshape(-1))
 
 

@@ -3,6 +3,7 @@ corrupt or mismatched package ignored with a warning and rebuilt."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import shutil
@@ -159,3 +160,15 @@ def test_a_package_that_crashes_on_load_is_set_aside_and_compiled_in_process(
     x = torch.rand(2, 3, 8, 8)
     with torch.inference_mode():
         torch.testing.assert_close(runner(x), unit.module(x))
+
+
+@pytest.mark.parametrize("landmark_model", ["478", "v2"])
+def test_every_net_exports_with_a_dynamic_batch(landmark_model: str, weights_cache: Path) -> None:
+    """A net whose code fixes the batch size (``len(x)`` instead of ``x.shape[0]``) cannot become a
+    package: the background compile would fail and the worker stay eager. Export only (seconds)."""
+    engine = Engine(cache_dir=weights_cache, buckets=(1,), landmark_model=landmark_model)
+    batch = torch.export.Dim("batch", min=1, max=compiled.MAX_DYNAMIC_BATCH)
+    for unit in engine.runners.units():
+        torch.export.export(
+            copy.deepcopy(unit.module), (unit.example,), dynamic_shapes=({0: batch},), strict=False
+        )
