@@ -50,6 +50,9 @@ BASE_CONFIG: dict[str, Any] = {
     "max_pixels": 4_000_000,
     "max_batch_items": 4,
     "request_timeout_s": 120,
+    # Admission refuses work it estimates will wait longer than this; functional tests run on loaded CI
+    # machines, so they get room (the overload suite sets its own, tight value).
+    "max_queue_wait_s": 120,
     "drain_timeout_s": 60,
     "quota_rate_per_s": 2,
     "quota_burst": 12,
