@@ -16,8 +16,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from face3d.service.auth import check_signing_keys
 from face3d.service.config import Settings, load_settings
+from face3d.service.keys import check_signing_keys
 from face3d.service.middleware import RequestContext
 from face3d.service.openapi import install_openapi
 from face3d.service.pool import WorkerPool

@@ -161,8 +161,9 @@ class WorkerPool:
         return all(self._ever_ready)
 
     def check_admission(self) -> None:
-        """Raise the 503 ``submit`` would answer now (draining, no worker ready, queue full); cheap, so
-        routes call it before reading an upload, which an overloaded server should not pay for."""
+        """Raise the 503 ``submit`` would answer now (draining, no worker ready, queue full, predicted
+        wait over ``max_queue_wait_s``); cheap, so routes call it before reading an upload, which an
+        overloaded server should not pay for."""
         if self._draining:
             raise Problem("unavailable", "the service is shutting down", headers={"Retry-After": "1"})
         if not self.serving:

@@ -79,16 +79,16 @@ class Server:
     kid: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def token(self, tenant: str, scopes: tuple[str, ...] = ALL_SCOPES) -> dict[str, str]:
+    def token(self, tenant: str, scopes: tuple[str, ...] = ALL_SCOPES, ttl_s: int = 600) -> dict[str, str]:
         headers = {"kid": self.kid} if self.kid else None
         if self.private_key is None:
-            token = mint_token(self.settings, tenant, scopes, 600)
+            token = mint_token(self.settings, tenant, scopes, ttl_s)
         else:
             import jwt
 
             now = int(time.time())
             claims = {"iss": self.settings.jwt_issuer, "aud": self.settings.jwt_audience, "sub": tenant,
-                      "scope": " ".join(scopes), "iat": now, "exp": now + 600}  # fmt: skip
+                      "scope": " ".join(scopes), "iat": now, "exp": now + ttl_s}  # fmt: skip
             token = jwt.encode(claims, self.private_key, self.settings.jwt_algorithms[0], headers=headers)
         return {"Authorization": f"Bearer {token}"}
 

@@ -23,15 +23,14 @@ from fastapi import FastAPI
 
 from face3d.service.auth import (
     MAX_TOKEN_BYTES,
-    JwksKeys,
     Principal,
-    check_signing_keys,
     mint_token,
     require_scope,
     verify_token,
 )
 from face3d.service.config import Settings
 from face3d.service.deps import ReconstructCaller, TenantQuota
+from face3d.service.keys import JwksKeys, check_signing_keys
 from face3d.service.logs import JsonFormatter
 from face3d.service.problems import Problem, install_handlers
 from face3d.service.quota import LocalQuota as QuotaLimiter
@@ -393,6 +392,7 @@ def test_oversized_token_is_refused_unparsed(hs: Settings) -> None:
     rejected(huge, hs, "longer than")
 
 
+@pytest.mark.filterwarnings("ignore:The RSA key is 1024 bits")
 def test_weak_public_keys_are_refused(tmp_path: Path) -> None:
     weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
     path = tmp_path / "weak.pem"
