@@ -9,21 +9,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from face3d.models.backends.base import ReconstructionBackend
+from face3d.models.backends.engine_hooks import EngineBackend
 from face3d.models.backends.registry import register
-from face3d.models.compiled import CompileUnit, Runner
 from face3d.models.engine import Engine
 from face3d.models.reconstruction import Reconstruction
 from face3d.models.topology import Topology, load_topology
 
 
 @register
-class FacemeshBackend(ReconstructionBackend):
+class FacemeshBackend(EngineBackend):
     """The MediaPipe face mesh as the result mesh: fast, a face mask (no head, open eyes and mouth)."""
 
     name = "facemesh"
-
-    engine: Engine | None = None
 
     @classmethod
     def load_topology(cls) -> Topology:
@@ -41,11 +38,6 @@ class FacemeshBackend(ReconstructionBackend):
             max_faces=cfg.max_faces,
         )
 
-    def _engine(self) -> Engine:
-        if self.engine is None:
-            raise RuntimeError("load() the backend on a device first")
-        return self.engine
-
     def warmup(self, uv_sizes: Sequence[int]) -> float:
         return self._engine().warmup(uv_sizes=tuple(uv_sizes))
 
@@ -56,12 +48,3 @@ class FacemeshBackend(ReconstructionBackend):
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, **self._engine().model_info()}
-
-    def compile_units(self) -> list[CompileUnit]:
-        return self._engine().runners.units()
-
-    def install_compiled(self, name: str, runner: Runner) -> None:
-        self._engine().runners.install(name, runner)
-
-    def compiled_status(self) -> dict[str, bool]:
-        return self._engine().runners.status()

@@ -24,10 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from face3d.models.backends.base import ReconstructionBackend
+from face3d.models.backends.engine_hooks import EngineBackend
 from face3d.models.backends.registry import register
 from face3d.models.blendshapes import as_dict as blendshape_dict
-from face3d.models.compiled import CompileUnit, Runner
 from face3d.models.engine import CPU_MAX_SAMPLE, SAMPLE_STEP, Engine, StageClock, sample_size_for
 from face3d.models.ict_bake import SKIN_PARTS, HeadBaker
 from face3d.models.ict_export import prepare as prepare_exports
@@ -60,12 +59,10 @@ def expression_prior(model: IctModel) -> np.ndarray:
 
 
 @register
-class IctBackend(ReconstructionBackend):
+class IctBackend(EngineBackend):
     """A dense morphable head per face: shape and expression parameters, ARKit morph targets, full texture."""
 
     name = "ict"
-
-    engine: Engine | None = None
 
     @classmethod
     def load_topology(cls) -> HeadTopology:  # type: ignore[override]  (the head's own layout type)
@@ -101,11 +98,6 @@ class IctBackend(ReconstructionBackend):
             torch.from_numpy(skin).to(self.device),
         )
         self._bakers: dict[tuple[int, int], HeadBaker] = {}
-
-    def _engine(self) -> Engine:
-        if self.engine is None:
-            raise RuntimeError("load() the backend on a device first")
-        return self.engine
 
     def baker(self, uv_size: int, sample_size: int) -> HeadBaker:
         key = (uv_size, sample_size)
@@ -251,12 +243,3 @@ class IctBackend(ReconstructionBackend):
                 "expressions": list(self.fitter.model.expression_names),
             },
         }
-
-    def compile_units(self) -> list[CompileUnit]:
-        return self._engine().runners.units()
-
-    def install_compiled(self, name: str, runner: Runner) -> None:
-        self._engine().runners.install(name, runner)
-
-    def compiled_status(self) -> dict[str, bool]:
-        return self._engine().runners.status()

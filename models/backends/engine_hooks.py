@@ -1,0 +1,28 @@
+"""What every backend built on the shared MediaPipe ``Engine`` does alike: hold the engine once
+loaded, and expose its nets' compile hooks (models/runners.py) through the backend interface."""
+
+from __future__ import annotations
+
+from face3d.models.backends.base import ReconstructionBackend
+from face3d.models.compiled import CompileUnit, Runner
+from face3d.models.engine import Engine
+
+
+class EngineBackend(ReconstructionBackend):
+    """Base of the engine-backed backends (``facemesh``, ``ict``); ``load`` sets ``self.engine``."""
+
+    engine: Engine | None = None
+
+    def _engine(self) -> Engine:
+        if self.engine is None:
+            raise RuntimeError("load() the backend on a device first")
+        return self.engine
+
+    def compile_units(self) -> list[CompileUnit]:
+        return self._engine().runners.units()
+
+    def install_compiled(self, name: str, runner: Runner) -> None:
+        self._engine().runners.install(name, runner)
+
+    def compiled_status(self) -> dict[str, bool]:
+        return self._engine().runners.status()
