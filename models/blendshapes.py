@@ -77,6 +77,7 @@ class BlendshapeNet(nn.Module):
     """landmarks (F, 478, 2 or 3) in image pixels -> scores (F, 52) in [0, 1], ``BLENDSHAPE_NAMES`` order.
 
     One net call for all faces; fixed shapes, no host syncs, so ``torch.compile`` takes it whole.
+    Returns a one-tuple, like the image nets: the engine runs, compiles and graphs them all alike.
     """
 
     names = BLENDSHAPE_NAMES
@@ -86,7 +87,7 @@ class BlendshapeNet(nn.Module):
         self.net = net
         self.register_buffer("subset", torch.tensor(LANDMARK_SUBSET), persistent=False)
 
-    def forward(self, landmarks: Tensor) -> Tensor:
+    def forward(self, landmarks: Tensor) -> tuple[Tensor]:
         if landmarks.shape[1] != 478:
             raise ValueError(f"blendshapes need the 478 Face Landmarker points, got {landmarks.shape[1]}")
         points = landmarks[:, self.subset, :2].float()
@@ -95,7 +96,7 @@ class BlendshapeNet(nn.Module):
         # any face over ~350 px. On the normalised points the net's step changes nothing.
         centred = points - points.mean(dim=1, keepdim=True)
         normalised = centred / centred.norm(dim=-1).mean(dim=1)[:, None, None]
-        return self.net(normalised.to(module_dtype(self.net)))[0].float()
+        return (self.net(normalised.to(module_dtype(self.net)))[0].float(),)
 
 
 def load_blendshapes(cache_dir: Path) -> BlendshapeNet:

@@ -50,6 +50,21 @@ class CompileUnit:
     buckets: tuple[int, ...] = (1,)  # batch sizes the engine feeds it (for the per-shape fallback)
 
 
+def net_layout(x: Tensor) -> Tensor:
+    """Net inputs in the one layout their compiled code expects: image batches (4-D) channels-last
+    (the nets' own layout), also for a size-1 batch; anything else (landmarks) contiguous.
+
+    Compiled code is specialised on strides as well as shapes: one layout everywhere means the
+    warm-up, the compiled package and every request agree.
+    """
+    if x.dim() != 4:
+        return x.contiguous()
+    canonical = torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+    if canonical.stride() == x.stride():
+        return x
+    return canonical.copy_(x)  # also fixes the arbitrary stride of a size-1 batch dim
+
+
 def device_kind(device: torch.device) -> str:
     """What compiled code depends on besides torch: the CUDA capability, or the CPU's vector ISA."""
     if device.type == "cuda":
@@ -91,8 +106,9 @@ def jit_compile(unit: CompileUnit) -> Runner:
     side = unit.example.shape[1:]
     with torch.inference_mode():
         for size in unit.buckets:
-            example = torch.zeros((size, *side), dtype=unit.example.dtype, device=unit.example.device)
-            compiled(example.contiguous(memory_format=torch.channels_last))
+            compiled(
+                net_layout(torch.zeros((size, *side), dtype=unit.example.dtype, device=unit.example.device))
+            )
     return compiled
 
 

@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from face3d.models.compiled import net_layout
+
 log = logging.getLogger("face3d.cuda_graphs")
 
 Runner = Callable[[Tensor], tuple[Tensor, ...]]
@@ -29,10 +31,9 @@ class GraphedRunner:
         stream = torch.cuda.Stream(example.device)
         stream.wait_stream(torch.cuda.current_stream(example.device))
         for size in buckets:
-            static_in = torch.empty(
-                (size, *example.shape[1:]), dtype=example.dtype, device=example.device,
-                memory_format=torch.channels_last,
-            ).zero_()  # fmt: skip
+            static_in = net_layout(
+                torch.zeros((size, *example.shape[1:]), dtype=example.dtype, device=example.device)
+            )
             try:
                 with torch.cuda.stream(stream):
                     for _ in range(warmup_runs):  # lazy inits and allocator warm-up outside capture

@@ -25,6 +25,8 @@ import torch
 from torch import Tensor
 
 from face3d.models.assets import MEDIAPIPE_VERSION, weight_hashes, weight_inventory
+from face3d.models.blendshapes import BLENDSHAPE_NAMES
+from face3d.models.blendshapes import MODEL_FILE as BLENDSHAPES_FILE
 from face3d.models.blendshapes import as_dict as blendshape_dict
 from face3d.models.detector import letterbox, load_face_detector, pad_images, select_faces
 from face3d.models.landmark_stage import LandmarkStage
@@ -114,17 +116,14 @@ class Engine:
         self.mesh = self.stage.net
         self.detector.net.to(dtype)
         hashes = weight_hashes()
-        self.runners = NetRunners(
-            {
-                "detector": Net(self.detector, DETECTOR_INPUT, hashes[DETECTOR_FILE]),
-                f"mesh-{landmark_model}": Net(
-                    self.mesh, self.stage.input_size, hashes[self.stage.weights_file]
-                ),
-            },
-            self.device,
-            self.buckets,
-            cuda_graphs,
-        )
+        side = self.stage.input_size
+        nets = {
+            "detector": Net(self.detector, (3, DETECTOR_INPUT, DETECTOR_INPUT), hashes[DETECTOR_FILE]),
+            f"mesh-{landmark_model}": Net(self.mesh, (3, side, side), hashes[self.stage.weights_file]),
+        }
+        if self.stage.blendshapes is not None:  # eager it costs more than the landmark net's crop
+            nets["blendshapes"] = Net(self.stage.blendshapes, (478, 3), hashes[BLENDSHAPES_FILE])
+        self.runners = NetRunners(nets, self.device, self.buckets, cuda_graphs)
         self._mesh_net = f"mesh-{landmark_model}"
         self.topology = load_topology()
         self._template = torch.tensor(self.topology.template, device=self.device)
@@ -240,7 +239,11 @@ class Engine:
             keep = presence >= self.stage.presence_threshold  # the net may reject every detection
             face_image, boxes, scores = face_image[keep], boxes[keep], scores[keep]
             landmarks = self.stage.to_image(points[keep], rois[keep])
-        blendshapes = self.stage.scores(landmarks)
+        blendshapes = None
+        if self.stage.blendshapes is not None:
+            blendshapes = landmarks.new_zeros((0, len(BLENDSHAPE_NAMES)))
+            if len(landmarks):
+                (blendshapes,) = self._bucketed(self.runners.get("blendshapes"), landmarks)
         return Located(batch, sizes, face_image, boxes, scores, landmarks, blendshapes)
 
     @torch.inference_mode()

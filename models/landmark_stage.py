@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from face3d.models import landmarks as v1
 from face3d.models import landmarks_v2 as v2
-from face3d.models.blendshapes import BLENDSHAPE_NAMES, BlendshapeNet, load_blendshapes
+from face3d.models.blendshapes import BlendshapeNet, load_blendshapes
 from face3d.models.detector import IOU_THRESHOLD
 
 LANDMARK_MODELS = ("468", "478", "v2")
@@ -62,11 +62,3 @@ class LandmarkStage:
 
     def to_image(self, points: Tensor, rois: Tensor) -> Tensor:
         return v2.rois_to_image(points, rois) if self.v2 else v1.to_image_space(points, rois)
-
-    def scores(self, landmarks: Tensor) -> Tensor | None:
-        """(F, 52) blendshape scores in MediaPipe's order, or None for the 468-point net."""
-        if self.blendshapes is None:
-            return None
-        if not len(landmarks):
-            return landmarks.new_zeros((0, len(BLENDSHAPE_NAMES)))
-        return self.blendshapes(landmarks)

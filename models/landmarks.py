@@ -28,9 +28,9 @@ from face3d.models.assets import asset_path
 from face3d.models.detector import (
     Detections,
     FaceDetector,
+    crop_quads,
     letterbox,
     module_dtype,
-    sample_bilinear,
     select_faces,
 )
 from face3d.models.tflite import load_tflite
@@ -143,13 +143,7 @@ def crop_faces(images: Tensor, sizes: Tensor, face_image: Tensor, rois: Tensor) 
     image. Crop pixel (i, j) samples ``origin + (i / 192) * x_axis + (j / 192) * y_axis``,
     MediaPipe's corner-to-corner warp.
     """
-    origin, x_axis, y_axis = _roi_axes(rois)
-    steps = torch.arange(INPUT_SIZE, device=images.device, dtype=torch.float32) / INPUT_SIZE
-    v, u = torch.meshgrid(steps, steps, indexing="ij")
-    u, v = u.reshape(1, -1, 1), v.reshape(1, -1, 1)
-    points = origin[:, None, :] + u * x_axis[:, None, :] + v * y_axis[:, None, :]  # (F,P,2)
-    pixels = sample_bilinear(images, face_image, sizes, points[..., 0], points[..., 1], replicate=True)
-    return (pixels / 255).reshape(len(rois), 3, INPUT_SIZE, INPUT_SIZE)
+    return crop_quads(images, sizes, face_image, *_roi_axes(rois), INPUT_SIZE)
 
 
 def to_image_space(points: Tensor, rois: Tensor) -> Tensor:

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from face3d.models.assets import asset_path
-from face3d.models.detector import FaceDetector, letterbox, module_dtype, sample_bilinear, select_faces
+from face3d.models.detector import FaceDetector, crop_quads, letterbox, module_dtype, select_faces
 from face3d.models.landmarks import FaceLandmarks, face_rois
 from face3d.models.tflite import load_tflite
 
@@ -99,13 +99,7 @@ def crop_rois(
     Crop pixel (i, j) samples ``origin + (i / size) * x_axis + (j / size) * y_axis``: MediaPipe's
     corner-to-corner warp, as in models/landmarks.py, with the rectangle stretched to the square.
     """
-    origin, x_axis, y_axis = _roi_axes(rois)
-    steps = torch.arange(size, device=images.device, dtype=torch.float32) / size
-    v, u = torch.meshgrid(steps, steps, indexing="ij")
-    u, v = u.reshape(1, -1, 1), v.reshape(1, -1, 1)
-    points = origin[:, None, :] + u * x_axis[:, None, :] + v * y_axis[:, None, :]  # (F,P,2)
-    pixels = sample_bilinear(images, face_image, sizes, points[..., 0], points[..., 1], replicate=True)
-    return (pixels / 255).reshape(len(rois), 3, size, size)
+    return crop_quads(images, sizes, face_image, *_roi_axes(rois), size)
 
 
 def rois_to_image(points: Tensor, rois: Tensor, size: int = INPUT_SIZE) -> Tensor:

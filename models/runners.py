@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from face3d.models.compiled import CompileUnit
+from face3d.models.compiled import CompileUnit, net_layout
 from face3d.models.cuda_graphs import GraphedRunner
 
 log = logging.getLogger("face3d.runners")
@@ -23,24 +23,13 @@ log = logging.getLogger("face3d.runners")
 Runner = Callable[[Tensor], tuple[Tensor, ...]]
 
 
-def net_layout(x: Tensor) -> Tensor:
-    """Net inputs always arrive channels-last (the nets' own layout), also for a size-1 batch.
-
-    Compiled code is specialised on strides as well as shapes: one layout everywhere means the
-    warm-up, the compiled package and every request agree.
-    """
-    canonical = torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
-    if canonical.stride() == x.stride():
-        return x
-    return canonical.copy_(x)  # also fixes the arbitrary stride of a size-1 batch dim
-
-
 @dataclass
 class Net:
-    """One net of an engine: its eager module, its square input side and its weights' sha256."""
+    """One net of an engine: its eager module, the shape of one input (no batch dim) and the sha256
+    of its weights."""
 
     module: nn.Module
-    side: int
+    input_shape: tuple[int, ...]
     weights_sha256: str
 
 
@@ -60,8 +49,7 @@ class NetRunners:
         return self._runners[name]
 
     def _example(self, name: str, batch: int) -> Tensor:
-        side = self.nets[name].side
-        return net_layout(torch.zeros((batch, 3, side, side), device=self.device))
+        return net_layout(torch.zeros((batch, *self.nets[name].input_shape), device=self.device))
 
     def warm(self) -> None:
         """Run every bucket of every net once (eager), and capture CUDA graphs where enabled."""

@@ -67,7 +67,11 @@ def test_swap_to_compiled_while_requests_run(
         thread.join(0.05)
     stop.set()
     thread.join()
-    assert not errors and engine.runners.status() == {"detector": True, "mesh-v2": False}
+    assert not errors and engine.runners.status() == {
+        "detector": True,
+        "mesh-v2": False,
+        "blendshapes": False,
+    }
     assert engine.model_info()["compiled"]["detector"] is True
     for rec in results:  # eager and compiled agree, whichever served the request
         np.testing.assert_allclose(rec.faces[0].landmarks, before.faces[0].landmarks, atol=0.05)

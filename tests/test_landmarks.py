@@ -96,10 +96,12 @@ def test_irises_sit_inside_their_eyes() -> None:
 
 
 def test_batched_equals_single(detector: FaceDetector) -> None:
+    """Equal up to float noise, which the 8-bit crops (models/detector.py crop_quads) can turn into
+    one level at a pixel whose value sits on .5: measured at most 0.004 px."""
     together = photos_result("478")
     for k, name in enumerate(PHOTO_NAMES):
         alone = detect_face_landmarks(*as_batch([photo(name)]), detector, mesh_net("478"))
-        assert torch.allclose(alone.landmarks, together.landmarks[together.face_image == k], atol=1e-3)
+        assert torch.allclose(alone.landmarks, together.landmarks[together.face_image == k], atol=0.01)
         assert torch.allclose(alone.presence, together.presence[together.face_image == k], atol=1e-5)
 
 
@@ -140,8 +142,9 @@ def test_crop_and_back_projection_agree() -> None:
     grid = torch.stack(torch.meshgrid(torch.arange(192.0), torch.arange(192.0), indexing="xy"), dim=-1)
     points = torch.cat([grid.reshape(1, -1, 2), torch.full((1, 192 * 192, 1), 96.0)], dim=-1)
     image_points = to_image_space(points, rois)[0]
-    assert torch.allclose(crop[0].reshape(-1), image_points[:, 0], atol=1e-3)
-    assert torch.allclose(crop[1].reshape(-1), image_points[:, 1], atol=1e-3)
+    # crops are 8-bit like MediaPipe's: each value within half a level of the point's coordinate
+    assert torch.allclose(crop[0].reshape(-1), image_points[:, 0], atol=0.5 + 1e-3)
+    assert torch.allclose(crop[1].reshape(-1), image_points[:, 1], atol=0.5 + 1e-3)
     assert torch.allclose(image_points[:, 2], torch.tensor(96.0 * 120 / 192))
     assert torch.allclose(image_points[192 * 96 + 96, :2], torch.tensor([120.0, 100.0]))
 

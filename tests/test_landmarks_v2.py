@@ -31,11 +31,8 @@ from scripts.photos import PHOTO_NAMES, photo
 
 REFERENCE = Path(__file__).parent / "data" / "face_landmarker_reference.json"
 # (median, max) point error in crop pixels (the ROI's width / 256: face sizes differ 6x across photos).
+# Tight since the crops are rounded to 8 bits like MediaPipe's (models/detector.py crop_quads).
 TOLERANCE_CROP_PX = (0.3, 1.0)
-# tongue.jpg's face fills the photo (ROI 809 px, 3.2 image px per crop px; the detector sees it 7x
-# shrunk): there the ~0.25 px by which our BlazeFace keypoints differ from MediaPipe's (its letterbox
-# is OpenCV's fixed-point uint8 warp, ours float) moves the V2 crop enough to move points by ~1.5 px.
-LOOSER = {"tongue": (1.0, 2.0)}
 
 
 @cache
@@ -95,7 +92,7 @@ def test_matches_mediapipe_face_landmarker(name: str) -> None:
         ours = result.landmarks[k].numpy()
         crop_px = rois[k, 2].item() / INPUT_SIZE
         xy_error = np.linalg.norm(ours[:, :2] - reference[:, :2], axis=1) / crop_px
-        median_tolerance, max_tolerance = LOOSER.get(name, TOLERANCE_CROP_PX)
+        median_tolerance, max_tolerance = TOLERANCE_CROP_PX
         assert np.median(xy_error) <= median_tolerance, f"median {np.median(xy_error):.2f} crop px"
         assert xy_error.max() <= max_tolerance, f"point {xy_error.argmax()}: {xy_error.max():.2f} crop px"
         z = mediapipe_z(ours[:, 2], rois[k, 4].item(), entry["width"], entry["height"])
@@ -128,7 +125,7 @@ def test_crop_and_back_projection_agree() -> None:
     assert inside.float().mean() > 0.9
     for channel in (0, 1):
         error = (crop[channel].reshape(-1) - image_points[:, channel])[inside].abs()
-        assert error.max() <= 1e-3
+        assert error.max() <= 0.5 + 1e-3  # crops are 8-bit like MediaPipe's: within half a level
     assert torch.allclose(image_points[:, 2], torch.tensor(128.0 * 140 / 256))
     assert torch.allclose(image_points[256 * 128 + 128, :2], torch.tensor([120.0, 100.0]))
 
