@@ -157,7 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
     token = sub.add_parser("token", help="print a signed bearer token for this server")
     token.add_argument("--config", **config)
     token.add_argument("--sub", required=True, help="subject, also the tenant")
-    token.add_argument("--scope", action="append", required=True, help="reconstruct, results:read or admin")
+    token.add_argument(
+        "--scope",
+        action="append",
+        required=True,
+        help="reconstruct, results:read, results:delete or admin (all of them); repeat for several",
+    )
     token.add_argument("--ttl", type=parse_duration, default=3600.0, help="lifetime, e.g. 15m, 1h, 7d")
     token.add_argument("--key", type=Path, help="PEM private key (needed for RS*/ES* algorithms)")
     token.set_defaults(run=_token)

@@ -1,5 +1,5 @@
 """Child processes with a one-way pipe each way: start, watch (a reader thread), stop. Used for the
-worker processes (service/pool.py) and their encoder processes (service/encoders.py) alike.
+worker processes (service/supervisor.py) and their encoder processes (service/encoders.py) alike.
 
 Why *spawn*: CUDA cannot survive a fork, and a fresh interpreter inherits no locks held by the
 parent's threads. Why a pipe per direction per child rather than one shared ``multiprocessing.Queue``:
@@ -10,7 +10,7 @@ ends right after the start, so a dead child shows up as EOF on ``receive`` and t
 
 Children never see the API's secrets: spawn starts them with the parent's environment, so
 ``ChildProcess`` removes ``SECRET_ENV`` keys (the JWT settings, the quota store URL) from it for the
-moment of the start. (Their settings objects come without them too: service/pool.py.)
+moment of the start. (Their settings objects come without them too: service/supervisor.py.)
 """
 
 from __future__ import annotations

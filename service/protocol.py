@@ -149,7 +149,7 @@ class WorkerFailed:
 
 @dataclass
 class Heartbeat:
-    """Sent by a worker's heartbeat thread every ``watchdog_s / 4`` s (service/pool.py's watchdog).
+    """Sent by a worker's heartbeat thread every ``watchdog_s / 4`` s (service/supervisor.py's watchdog).
 
     ``progress`` counts stage boundaries the worker's loop has passed (batch taken, decoded,
     reconstructed, each result encoded): heartbeats prove the process runs, a growing ``progress``

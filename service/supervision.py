@@ -1,7 +1,7 @@
 """The worker's side of supervision: heartbeats with a progress count, and which device errors a
 worker can serve on after, and which end it.
 
-The pool (service/pool.py) replaces a worker that goes silent or stops making progress. A worker
+The pool (service/supervisor.py) replaces a worker that goes silent or stops making progress. A worker
 must tell the two apart for it: a heartbeat thread proves the process is scheduled, and a counter
 that the loop bumps at every stage boundary proves its work moves (a thread can keep beating while
 the main loop is stuck in native code, or while a dead encoder never answers).

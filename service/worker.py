@@ -1,6 +1,6 @@
 """The worker process: one per device; it owns a loaded backend and turns jobs into stored results.
 
-Started by ``service/pool.py`` through ``service/procs.py`` (spawn: CUDA cannot survive a fork). Its
+Started by ``service/supervisor.py`` through ``service/procs.py`` (spawn: CUDA cannot survive a fork). Its
 messages are those of ``service/protocol.py``: ``Job`` or ``STOP`` in; ``WorkerReady`` once warmed,
 ``JobDone`` per job, ``BatchDone`` per batch, ``WorkerFailed`` when setup fails.
 
