@@ -304,7 +304,10 @@ def select_faces(
     rows = torch.arange(batch, device=scores.device)
     slots = torch.arange(top.shape[1], device=scores.device)
     out_boxes, out_points, out_scores = [], [], []
+    on_cpu = scores.device.type == "cpu"  # where a host check costs nothing: stop once all are merged
     for _ in range(_MAX_CLUSTERS):
+        if on_cpu and len(out_scores) >= max_faces and not bool(remaining.any()):
+            break  # every further round would add an empty cluster (score 0), which is never kept
         best = remaining.int().argmax(dim=1)  # candidates are score-sorted: first remaining = best
         alive = remaining[rows, best]
         members = remaining & ((overlap[rows, best] > iou_threshold) | (slots == best[:, None]))
@@ -317,7 +320,7 @@ def select_faces(
     face_scores = torch.stack(out_scores, dim=1)  # (B,C)
     side, origin = frames[:, None, 0:1], frames[:, None, 1:3]
     face_boxes = torch.stack(out_boxes, dim=1) * side + origin.repeat(1, 1, 2)
-    face_points = torch.stack(out_points, dim=1).reshape(batch, _MAX_CLUSTERS, NUM_KEYPOINTS, 2)
+    face_points = torch.stack(out_points, dim=1).reshape(batch, len(out_points), NUM_KEYPOINTS, 2)
     face_points = face_points * side[..., None] + origin[:, :, None, :]
     area = (face_boxes[..., 2] - face_boxes[..., 0]) * (face_boxes[..., 3] - face_boxes[..., 1])
     order = torch.where(face_scores > 0, area, -1.0).argsort(dim=1, descending=True)[:, :max_faces]

@@ -78,6 +78,22 @@ def test_weighted_nms_merges_overlaps_and_orders_by_area() -> None:
     assert only.valid.shape == (1, 1) and torch.equal(only.boxes[0, 0], found.boxes[0, 0])
 
 
+def test_early_stop_keeps_the_same_faces() -> None:
+    """On CPU the NMS rounds stop once every candidate is merged; with max_faces=16 they never stop
+    early, so the largest face of each image must be the same both ways."""
+    gen = torch.Generator().manual_seed(5)
+    centres = torch.rand((3, 4, 2), generator=gen) * 0.7  # four faces per image, 75 anchors each
+    corner = centres.repeat_interleave(75, dim=1) + torch.rand((3, 300, 2), generator=gen) * 0.02
+    boxes = torch.cat([corner, corner + 0.2 + torch.rand((3, 300, 2), generator=gen) * 0.02], dim=2)
+    keypoints = boxes[:, :, None, :2].expand(-1, -1, 6, -1).clone()
+    scores = torch.rand((3, 300), generator=gen)
+    frames = torch.tensor([[100.0, 0.0, 0.0]]).expand(3, -1)
+    every = select_faces(boxes, keypoints, scores, frames, max_faces=16)
+    largest = select_faces(boxes, keypoints, scores, frames, max_faces=1)
+    assert every.valid[:, 0].all() and torch.equal(largest.boxes[:, 0], every.boxes[:, 0])
+    assert torch.equal(largest.scores[:, 0], every.scores[:, 0])
+
+
 @pytest.mark.parametrize("name", PHOTO_NAMES)
 def test_one_face_on_each_test_photo(detector: FaceDetector, name: str) -> None:
     image = photo(name)
