@@ -12,9 +12,9 @@ Per call, for F faces with their fitted vertices projected into the photo:
    ellipse around the landmarks (outside it the photo shows hair, shirt or background as often as
    head), then eroded over the mesh a few rings so that photo, mirror and fill blend over a band.
 2. Fill colour of each vertex (models/ict_fill.py): a 3D push-pull of the well-seen vertices' colours.
-3. Per texel, barycentric blends of those per-vertex values (one ``embedding_bag`` per table) give
-   its photo position, its weight, its mirror point's position and weight, and its fill colour; the
-   photo is sampled at both points and the texel is
+3. Per texel, barycentric blends of those per-vertex values (one ``embedding_bag`` over a nine-column
+   table) give its photo position, its weight, its mirror point's position and weight, and its fill
+   colour; the photo is sampled at both points (one ``grid_sample``) and the texel is
        w · photo + (1 - w) · (w_m · mirrored photo + (1 - w_m) · fill).
    Weights vary smoothly from vertex to vertex, so no texel switches source with a hard edge. The
    fill carries a fixed, seeded grain of ±1.5 levels, so a smooth fill does not quantise into flat
@@ -64,7 +64,7 @@ class HeadBaker:
         self.fill, self.depth = fill, depth
         owner, bary = rasterize_atlas(topology.uvs, topology.triangle_uvs, sample_size)
         inside = owner >= 0
-        flat = np.flatnonzero(inside)
+        flat, vertices = np.flatnonzero(inside), topology.vertex_count
         tri = owner.ravel()[flat]
         vid = topology.triangles[tri]
         _, (rows, cols) = distance_transform_edt(~inside, return_indices=True)
@@ -72,16 +72,25 @@ class HeadBaker:
         rank[flat] = np.arange(len(flat))
 
         def put(a: np.ndarray) -> Tensor:
-            return torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
+            return torch.from_numpy(np.array(a)).to(self.device)  # a copy: topology arrays are read-only
 
-        self._vid, self._mirror_vid = put(vid), put(topology.mirror[vid])
-        self._bary = put(bary.reshape(-1, 3)[flat])
+        self._vid, self._bary = put(vid), put(bary.reshape(-1, 3)[flat])
+        self._mirror = put(topology.mirror)
         self._source = put(rank[(rows * sample_size + cols).ravel()])  # every texel <- a head texel
-        face_material = topology.material_names.index("M_Face")
-        self._face_tile = put(topology.triangle_material[tri] == face_material)
+        # Coverage is linear in the vertex weights: the face tile's mean texel weight is one dot
+        # product with each vertex's summed barycentric share of the tile (no per-texel pass).
+        face_tile = topology.triangle_material[tri] == topology.material_names.index("M_Face")
+        share = np.bincount(vid[face_tile].ravel(), bary.reshape(-1, 3)[flat][face_tile].ravel(), vertices)
+        self._tile_share = put((share / max(int(face_tile.sum()), 1)).astype(np.float32))
+        # Erosion reads each vertex's neighbours as one bag (CSR: neighbours sorted by vertex, each
+        # weighted 1 / degree), so a ring is one ``embedding_bag`` instead of index_select + index_add_.
         edges = np.unique(np.sort(topology.triangles[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1), axis=0)
-        self._edges = put(np.concatenate([edges, edges[:, ::-1]]))
-        self._degree = put(np.bincount(edges.ravel(), minlength=topology.vertex_count).astype(np.float32))
+        both = np.concatenate([edges, edges[:, ::-1]])
+        both = both[np.lexsort((both[:, 0], both[:, 1]))]  # by destination vertex
+        self._ring = put(both[:, 0])
+        self._ring_offsets = put(np.searchsorted(both[:, 1], np.arange(vertices)))
+        degree = np.bincount(both[:, 1], minlength=vertices)
+        self._ring_weights = put((1 / degree[both[:, 1]]).astype(np.float32))
         parts = [topology.part_names[p] for p in topology.vertex_part]
         self._skin = put(np.array([p in SKIN_PARTS for p in parts]))
         self._eye_part = put(np.array([p.startswith("eye") for p in parts]))
@@ -115,11 +124,12 @@ class HeadBaker:
         below = ((verts[..., :2] - chin[:, None]) * (axis / length)[:, None]).sum(-1) / length
         trust = trust * (1 - _smoothstep(below, *CHIN_RAMP))
         weight = seen.to(verts) * _smoothstep(facing, *FACING_RAMP) * trust
-        src, dst = self._edges[:, 0], self._edges[:, 1]
-        rows = weight.T.contiguous()  # (V, F): index_add_ along dim 0 is the fast path
+        rows = weight.T.contiguous()  # (V, F): one bag of neighbours per vertex
         for _ in range(ERODE_RINGS):  # each ring: no more than the mean of the neighbours
-            mean = torch.zeros_like(rows).index_add_(0, dst, rows.index_select(0, src))
-            rows = torch.minimum(rows, mean / self._degree.clamp_min(1)[:, None])
+            mean = F.embedding_bag(
+                self._ring, rows, self._ring_offsets, mode="sum", per_sample_weights=self._ring_weights
+            )  # no neighbour: an empty bag, 0
+            rows = torch.minimum(rows, mean)
         return rows.T
 
     def bake(
@@ -131,45 +141,45 @@ class HeadBaker:
         images (B, 3, H, W) uint8 padded batch; sizes (B, 2) w, h; face_image (F,); verts (F, V, 3)
         image space (px, z smaller = closer); landmarks (F, N, 3) image space (the trusted region).
         """
-        faces = len(verts)
+        faces, texels = len(verts), len(self._vid)
         verts = verts.float()
         weight = self.vertex_weights(verts, sizes[face_image], landmarks)
         window, to_grid = photo_windows(images, sizes, face_image, verts, weight)
-        colours = F.grid_sample(
-            window, to_grid(verts[:, None, :, :2]), align_corners=False, padding_mode="border"
-        )[:, :, 0]
-        filled = self.fill(colours.transpose(1, 2), weight)  # (F, V, 3)
-        vertex_count = len(self._degree)
-        own = torch.cat([verts[..., :2], weight[..., None], filled], dim=-1)  # (F, V, 6)
-        table = own.permute(1, 0, 2).reshape(vertex_count, faces * 6)
-        texel = F.embedding_bag(self._vid, table, per_sample_weights=self._bary, mode="sum")
-        mirror = F.embedding_bag(
-            self._mirror_vid, table.view(-1, faces, 6)[..., :3].reshape(-1, faces * 3),
-            per_sample_weights=self._bary, mode="sum",
-        )  # fmt: skip
-        texel, mirror = texel.view(-1, faces, 6).transpose(0, 1), mirror.view(-1, faces, 3).transpose(0, 1)
-        w_own, w_mirror = texel[..., 2:3], mirror[..., 2:3]  # (F, N, 1)
-        photo = F.grid_sample(
-            window, to_grid(texel[:, None, :, :2]), align_corners=False, padding_mode="border"
-        )
-        flipped = F.grid_sample(
-            window, to_grid(mirror[:, None, :, :2]), align_corners=False, padding_mode="border"
-        )
-        # w·photo + (1 - w)·(w_m·mirrored + (1 - w_m)·fill), the fill with its fixed grain
-        colour = texel[..., 3:].add_(self._grain[:, None]).lerp_(flipped[:, :, 0].transpose(1, 2), w_mirror)
-        colour = colour.lerp_(photo[:, :, 0].transpose(1, 2), w_own)
-        coverage = w_own[:, self._face_tile, 0].mean(dim=1)
+        at = to_grid(verts[:, None, :, :2])[:, 0]  # (F, V, 2) grid coordinates (affine: blend after)
+        colours = F.grid_sample(window, at[:, None], align_corners=False, padding_mode="border")
+        filled = self.fill(colours[:, :, 0].transpose(1, 2), weight)  # (F, V, 3)
+        own = torch.cat([at, weight[..., None]], dim=-1)  # (F, V, 3)
+        mirror = own.index_select(1, self._mirror)  # each vertex's mirror point, as the vertex's own
+        table = torch.cat([own[..., :2], mirror[..., :2], own[..., 2:], mirror[..., 2:], filled], dim=-1)
+        # One bag per texel for all nine values (photo point, mirror point, both weights, fill): the
+        # cost is the lookups, not the columns.
+        texel = F.embedding_bag(
+            self._vid, table.transpose(0, 1).reshape(-1, faces * 9), per_sample_weights=self._bary, mode="sum"
+        ).view(texels, faces, 9)
+        # Both points in one grid_sample, as rows 0 (photo) and 1 (mirror) of an (F, 2, N) grid: the
+        # CPU kernel vectorises along the last axis, so the texels must run along it.
+        grid = texel[..., :4].reshape(texels, faces, 2, 2).permute(1, 2, 0, 3).contiguous()
+        sampled = F.grid_sample(window, grid, align_corners=False, padding_mode="border")  # (F, 3, 2, N)
+        w_own, w_mirror = (texel[..., k].T.contiguous()[:, None] for k in (4, 5))  # (F, 1, N)
+        # w·photo + (1 - w)·(w_m·mirrored + (1 - w_m)·fill), the fill with its fixed grain; channels
+        # first, so every operand runs contiguously along the texels.
+        colour = torch.empty((faces, 3, texels), device=texel.device)
+        torch.add(texel[..., 6:].permute(1, 2, 0), self._grain, out=colour)
+        colour = colour.lerp_(sampled[:, :, 1], w_mirror).lerp_(sampled[:, :, 0], w_own)
+        coverage = weight @ self._tile_share
         # Texels -> the S x S image (each atlas texel copies its nearest head texel): RGB packed into
         # one int32 per texel, so the gather moves whole texels instead of single bytes.
-        rgba = torch.zeros((faces, colour.shape[1], 4), dtype=torch.uint8, device=colour.device)
-        rgba[..., :3] = colour.clamp(0, 255).add_(0.5)
+        rgba = torch.empty((faces, texels, 4), dtype=torch.uint8, device=colour.device)
+        rgba[..., :3] = colour.clamp_(0, 255).add_(0.5).transpose(1, 2)
         packed = rgba.view(torch.int32)[..., 0].index_select(1, self._source)  # (F, S²)
         size = self.sample_size
         atlas = packed.view(torch.uint8).view(faces, size, size, 4)[..., :3].permute(0, 3, 1, 2)
         out = (self.uv_size, self.uv_size)
-        if size != self.uv_size and self.device.type == "cpu":  # the CPU has a uint8 bilinear kernel
+        if size != self.uv_size and self.device.type == "cpu":
+            # The CPU's uint8 channels-last kernels: with antialias (a no-op when enlarging: the
+            # same triangle filter, the same bytes) it takes the separable SIMD path, ~2x faster.
             atlas = F.interpolate(
-                atlas.contiguous(memory_format=torch.channels_last), size=out, mode="bilinear"
+                atlas.contiguous(memory_format=torch.channels_last), size=out, mode="bilinear", antialias=True
             )
         elif size != self.uv_size:
             atlas = F.interpolate(atlas.float(), size=out, mode="bilinear").add_(0.5).to(torch.uint8)

@@ -25,6 +25,7 @@ vertex at all (a closed mouth shows no teeth) takes its prior colour.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -43,16 +44,25 @@ GROUPS = {
 PRIORS = ((176, 132, 112), (96, 38, 40), (222, 214, 196), (214, 206, 200))
 
 
-def _blur_y(t: Tensor) -> Tensor:
-    """Gaussian blur along y (dim 3) of (N, C, Z, Y, X), sigma BLUR_Y_CM, edges replicated."""
+@functools.lru_cache(maxsize=64)
+def _blur_matrix(size: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """(size, size) Gaussian blur (sigma BLUR_Y_CM) with replicated edges, as a matrix: the taps that
+    fall past an edge add to the edge's own column."""
     sigma = BLUR_Y_CM / VOXEL_CM
     radius = math.ceil(3 * sigma)
-    taps = torch.arange(-radius, radius + 1, dtype=t.dtype, device=t.device)
-    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
-    n, c, z, y, x = t.shape
-    flat = t.permute(0, 1, 2, 4, 3).reshape(-1, 1, y)
-    flat = F.conv1d(F.pad(flat, (radius, radius), mode="replicate"), (kernel / kernel.sum()).view(1, 1, -1))
-    return flat.view(n, c, z, x, y).permute(0, 1, 2, 4, 3)
+    taps = np.arange(-radius, radius + 1)
+    kernel = np.exp(-0.5 * (taps / sigma) ** 2)
+    kernel /= kernel.sum()
+    matrix = np.zeros((size, size))
+    rows = np.arange(size)[:, None]
+    np.add.at(matrix, (np.broadcast_to(rows, (size, len(taps))), np.clip(rows + taps, 0, size - 1)), kernel)
+    return torch.tensor(matrix, dtype=dtype, device=device)
+
+
+def _blur_y(t: Tensor) -> Tensor:
+    """Gaussian blur along y (dim 3) of (N, C, Z, Y, X), sigma BLUR_Y_CM, edges replicated: one batched
+    matmul (Y is at most a few dozen cells), not a permute, pad and conv1d."""
+    return torch.matmul(_blur_matrix(t.shape[3], t.dtype, t.device), t)
 
 
 def _pool(t: Tensor, kernel: tuple[int, int, int]) -> Tensor:
@@ -101,6 +111,40 @@ class PushPullFill:
             levels.append((1, 2, 1))
             y = math.ceil(y / 2)
         self.levels = levels
+        self._sparse = bool(levels) and self.dims[0] * self.dims[2] > BLUR_BELOW_CELLS
+        if self._sparse:
+            self._finest_at_reads(np.stack(ids, axis=1))
+
+    def _finest_at_reads(self, read_ids: np.ndarray) -> None:
+        """The finest level is only ever read at the voxels around the vertices (a few % of the grid):
+        the pull computes it there alone. Per such voxel: its ids (``finest``), and the taps and weights
+        of the trilinear upsampling of the next level at it (the weights torch's own ``interpolate``
+        gives, per axis, multiplied); the vertices then read those voxels (``local_ids``)."""
+        kernel, dims = self.levels[0], self.dims
+        coarse = [math.ceil(s / k) for s, k in zip(dims, kernel, strict=True)]
+        axes = []  # per axis (Z, Y, X): (fine, coarse) interpolation weights
+        for n, k, fine in zip(coarse, kernel, dims, strict=True):
+            eye = torch.eye(n, dtype=torch.float64)[:, None]
+            axes.append(
+                F.interpolate(eye, size=n * k, mode="linear", align_corners=False)[:, 0, :fine].T.numpy()
+            )
+        finest = np.unique(read_ids)
+        group, voxel = np.divmod(finest, self.n_voxels)
+        zyx = np.unravel_index(voxel, dims)
+        taps, weights = [np.zeros(len(finest), np.int64)], [np.ones(len(finest))]
+        for axis, stride in zip(range(3), (coarse[1] * coarse[2], coarse[2], 1), strict=True):
+            rows = axes[axis][zyx[axis]]  # (R, n): at most two nonzero
+            first = np.argmax(rows > 0, axis=1)
+            second = np.minimum(first + 1, rows.shape[1] - 1)
+            w0, w1 = rows[np.arange(len(rows)), first], rows[np.arange(len(rows)), second]
+            w1 = np.where(second == first, 0.0, w1)
+            taps = [t + c * stride for t in taps for c in (first, second)]
+            weights = [w * c for w in weights for c in (w0, w1)]
+        base = group * int(np.prod(coarse))
+        self.finest = torch.from_numpy(finest).to(self.device)
+        self.tap_ids = torch.from_numpy(np.stack(taps, axis=1) + base[:, None]).to(self.device)
+        self.tap_weights = torch.from_numpy(np.stack(weights, axis=1).astype(np.float32)).to(self.device)
+        self.local_ids = torch.from_numpy(np.searchsorted(finest, read_ids)).to(self.device)
 
     def __call__(self, colours: Tensor, weights: Tensor) -> Tensor:
         """colours (F, V, 3) float 0..255 and weights (F, V) 0..1 of the known vertices -> (F, V, 3)
@@ -108,9 +152,9 @@ class PushPullFill:
         faces = colours.shape[0]
         values = torch.cat([colours * weights[..., None], weights[..., None]], dim=-1)  # (F, V, 4)
         # index_add_ along dim 0 (rows of F x 4 values): the fast path; along dim 1 it is ~10x slower.
-        grid = values.new_zeros((self.n_groups * self.n_voxels, faces * 4))
-        grid.index_add_(0, self.slot, values.transpose(0, 1).reshape(-1, faces * 4))
-        grid = grid.view(self.n_groups, *self.dims, faces, 4).permute(4, 0, 5, 1, 2, 3)  # (F, G, 4, Z, Y, X)
+        rows = values.new_zeros((self.n_groups * self.n_voxels, faces * 4))
+        rows.index_add_(0, self.slot, values.transpose(0, 1).reshape(-1, faces * 4))
+        grid = rows.view(self.n_groups, *self.dims, faces, 4).permute(4, 0, 5, 1, 2, 3)  # (F, G, 4, Z, Y, X)
         grid = grid.reshape(faces * self.n_groups, 4, *self.dims)
         pyramid = [grid]
         for kernel in self.levels:
@@ -121,14 +165,23 @@ class PushPullFill:
         value = torch.where(known, top[:, :3] / top[:, 3:].clamp_min(1e-6), prior)
         if top.shape[3] > 1:
             value = _blur_y(value)
-        for level, kernel in zip(reversed(pyramid[:-1]), reversed(self.levels), strict=True):
+        finest = 1 if self._sparse else 0  # the sparse path does the finest level at the reads only
+        for level, kernel in zip(reversed(pyramid[finest:-1]), reversed(self.levels[finest:]), strict=True):
             size = tuple(math.ceil(s / k) * k for s, k in zip(level.shape[2:], kernel, strict=True))
             up = F.interpolate(value, size=size, mode="trilinear", align_corners=False)
             up = up[:, :, : level.shape[2], : level.shape[3], : level.shape[4]]
             alpha = level[:, 3:].clamp(max=1.0)
-            value = alpha * (level[:, :3] / level[:, 3:].clamp_min(1e-6)) + (1 - alpha) * up
+            value = up.lerp_(level[:, :3] / level[:, 3:].clamp_min(1e-6), alpha)  # alpha·own + (1-alpha)·up
             if level.shape[2] * level.shape[4] <= BLUR_BELOW_CELLS:  # around-the-head levels: soften
                 value = _blur_y(value)  # 1 cm height bands (brows, eyes) into a smooth hair-to-skin run
-        table = value.view(faces, self.n_groups, 3, -1).permute(1, 3, 0, 2).reshape(-1, faces * 3)
-        own = F.embedding_bag(self.read_ids, table, per_sample_weights=self.read_weights, mode="sum")
-        return own.view(-1, faces, 3).transpose(0, 1)
+        table = value.reshape(faces, self.n_groups, 3, -1).permute(1, 3, 0, 2).reshape(-1, faces * 3)
+        if not self._sparse:
+            own = F.embedding_bag(self.read_ids, table, per_sample_weights=self.read_weights, mode="sum")
+            return own.view(-1, faces, 3).transpose(0, 1)
+        # The finest level at the read voxels: alpha·own + (1 - alpha)·upsampled, as in the loop above.
+        up = F.embedding_bag(self.tap_ids, table, per_sample_weights=self.tap_weights, mode="sum")
+        level = rows.index_select(0, self.finest).view(-1, faces, 4)
+        own = level[..., :3] / level[..., 3:].clamp_min(1e-6)
+        value = up.view(-1, faces, 3).lerp_(own, level[..., 3:].clamp(max=1.0)).view(-1, faces * 3)
+        out = F.embedding_bag(self.local_ids, value, per_sample_weights=self.read_weights, mode="sum")
+        return out.view(-1, faces, 3).transpose(0, 1)

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from face3d.models.morphable import IctModel, MediapipeCorrespondence
+from face3d.models.morphable import DenseHeads, IctModel, MediapipeCorrespondence
 from face3d.models.pose import PoseFit, image_to_camera
 
 ACTIVE_SET_PASSES = 2
@@ -194,8 +194,7 @@ class IctFitter:
         lm68 = model.landmarks68
         self.lm68_mean = put(model.neutral[lm68])
         self.lm68_basis = put(basis[:, lm68].transpose(1, 2, 0).reshape(-1, len(basis)))  # (68*3, C)
-        self.neutral = put(model.neutral) if dense else None
-        self.basis = put(basis.reshape(len(basis), -1)) if dense else None  # (C, V*3)
+        self.dense = DenseHeads(model, device, dtype) if dense else None
 
     @property
     def device(self) -> torch.device:
@@ -291,23 +290,24 @@ class IctFitter:
         pose = weighted_similarity(obs, self._points(theta), self.weight)
         for _ in range(iterations):
             theta, pose = self._step(obs, pose, theta, e0)
-        pose = weighted_similarity(obs, self._points(theta), self.weight)
-        fitted = pose.to_image(self._points(theta))[:, :given]
+        pose = weighted_similarity(obs, points := self._points(theta), self.weight)
+        fitted = pose.to_image(points)[:, :given]
         dist = (fitted[..., :2] - landmarks[:, :given, :2].to(fitted)).norm(dim=-1)
         w = self.weight[:given]
         residual = (dist * w).sum(dim=1) / w.sum()
         identity, expression = theta[:, : self.n_identity], theta[:, self.n_identity :]
         vertices = self.vertices(identity, expression) if with_vertices else None
-        return IctFit(
-            pose=pose, identity=identity, expression=expression, residual_px=residual, vertices=vertices
-        )
+        return IctFit(pose, identity, expression, residual, vertices)
 
     def vertices(self, identity: Tensor, expression: Tensor) -> Tensor:
         """(F, V, 3) model-space vertices (cm) of the whole kept head."""
-        if self.basis is None or self.neutral is None:
+        return self.heads(identity, expression)[0]
+
+    def heads(self, identity: Tensor, expression: Tensor) -> tuple[Tensor, Tensor]:
+        """(F, V, 3) whole heads and (F, V, 3) their identity-only bases, cm (morphable.DenseHeads)."""
+        if self.dense is None:
             raise ValueError("built with dense=False: no vertex basis")
-        theta = torch.cat([identity, expression], dim=1).to(self.basis)
-        return self.neutral + (theta @ self.basis).view(len(theta), -1, 3)
+        return self.dense(identity, expression)
 
     def landmarks(self, identity: Tensor, expression: Tensor, pose: PoseFit) -> Tensor:
         """(F, 478, 3) image-space MediaPipe landmarks of a given head and pose (the fit's forward

@@ -15,6 +15,7 @@ tensor ops that run the same on CPU and GPU.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -65,9 +66,32 @@ class DepthTest:
     ) -> None:
         self.triangles = triangles
         self.occluders = triangles if occluders is None else triangles[occluders]
+        self._occluder_ids = None if occluders is None else occluders.nonzero()[:, 0]
         self.cells = cells
         self.tolerance = tolerance_cells
         self.samples = lattice(level).to(triangles.device)
+        # Vertex normals sum each vertex's triangles: one bag of triangle ids per vertex (CSR, the
+        # corners sorted by vertex), so the sum is one ``embedding_bag`` rather than three index_add_.
+        corner = triangles.reshape(-1)
+        order = torch.argsort(corner, stable=True)
+        self._corner_triangle = order // 3
+        self._corner_counts = torch.bincount(corner)
+
+    def _offsets(self, vertices: int) -> Tensor:
+        """(vertices,) start of each vertex's bag (vertices no triangle uses get empty bags)."""
+        counts = self._corner_counts[:vertices]
+        if len(counts) < vertices:
+            counts = torch.cat([counts, counts.new_zeros(vertices - len(counts))])
+        return counts.cumsum(0) - counts
+
+    def facing_normals(self, verts: Tensor) -> tuple[Tensor, Tensor]:
+        """(F, T, 3) triangle normals (length = twice the area) and (F, V) ``facing`` (see __call__)."""
+        faces, vertices = verts.shape[:2]
+        normals = triangle_normals(gather_corners(verts, self.triangles))  # (F, T, 3)
+        table = normals.transpose(0, 1).reshape(len(self.triangles), faces * 3)
+        summed = F.embedding_bag(self._corner_triangle, table, self._offsets(vertices), mode="sum")
+        summed = summed.view(vertices, faces, 3).transpose(0, 1)
+        return normals, -summed[..., 2] / summed.norm(dim=-1).clamp_min(1e-12)
 
     def __call__(self, verts: Tensor, width: Tensor, height: Tensor) -> tuple[Tensor, Tensor]:
         """verts (F, V, 3) image space; width, height (F,) of each face's photo.
@@ -76,9 +100,11 @@ class DepthTest:
         and the direction to the camera (1 = faces it, <= 0 = turned away).
         """
         faces, cells = verts.shape[0], self.cells
-        facing = -vertex_normals(verts, self.triangles)[..., 2]  # image z points away from the camera
+        normals, facing = self.facing_normals(verts)  # image z points away from the camera
         corners = gather_corners(verts, self.occluders)  # (F, T, 3, 3)
-        front = triangle_normals(corners)[..., 2] < 0
+        if self._occluder_ids is not None:
+            normals = normals.index_select(1, self._occluder_ids)
+        front = normals[..., 2] < 0
         lo = verts[..., :2].amin(dim=1)
         cell = (verts[..., :2].amax(dim=1) - lo).amax(dim=1).clamp_min(1e-6) / cells  # (F,) px
 

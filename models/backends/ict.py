@@ -140,12 +140,7 @@ class IctBackend(EngineBackend):
             landmarks = found.landmarks.float()
             scores = found.blendshapes  # the expression's starting point (None for 468-point nets)
             fit = self.fitter.fit(landmarks, scores, with_vertices=False)
-            n = len(landmarks)
-            zeros = torch.zeros_like(fit.expression)
-            dense = self.fitter.vertices(
-                torch.cat([fit.identity, fit.identity]), torch.cat([fit.expression, zeros])
-            )
-            vertices, base = dense[:n], dense[n:]
+            vertices, base = self.fitter.heads(fit.identity, fit.expression)
             posed = fit.pose.to_image(vertices)
             lm68 = fit.pose.to_image(self.fitter.landmarks68(fit.identity, fit.expression))
             clock.mark("landmarks")
