@@ -28,11 +28,11 @@ from face3d.models.assets import asset_path
 from face3d.models.detector import (
     Detections,
     FaceDetector,
-    crop_quads,
     letterbox,
     module_dtype,
     select_faces,
 )
+from face3d.models.sampling import crop_quads
 from face3d.models.tflite import load_tflite
 
 INPUT_SIZE = 192

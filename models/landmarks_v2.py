@@ -36,8 +36,9 @@ import torch
 from torch import Tensor, nn
 
 from face3d.models.assets import asset_path
-from face3d.models.detector import FaceDetector, crop_quads, letterbox, module_dtype, select_faces
+from face3d.models.detector import FaceDetector, letterbox, module_dtype, select_faces
 from face3d.models.landmarks import FaceLandmarks, face_rois
+from face3d.models.sampling import crop_quads
 from face3d.models.tflite import load_tflite
 
 INPUT_SIZE = 256
