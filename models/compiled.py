@@ -3,8 +3,8 @@
 Why AOTInductor rather than ``torch.compile`` in every worker: a JIT compile costs each worker
 minutes on a small CPU host (and every new pod the same again), while a ``.pt2`` package built once
 loads in well under a second (``aoti_load_package``) and runs the same inductor code. Each net is
-exported with a dynamic batch dimension, so one package serves every batch bucket: two packages per
-backend instead of one graph per (net, bucket).
+exported with a dynamic batch dimension, so one package serves every batch bucket: one package per net
+(detector, landmark net, blendshape net) instead of one graph per (net, bucket).
 
 Packages live in one folder (``<cache>/compiled/``), named by a key of everything that makes compiled
 code valid: torch version, backend, net, weights hash, device kind (CPU instruction set or CUDA

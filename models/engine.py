@@ -179,7 +179,7 @@ class Engine:
 
     @torch.inference_mode()
     def warmup(self, uv_sizes: Sequence[int] = (2048,)) -> float:
-        """Run every bucket of both nets (eager; CUDA graphs captured where enabled) and build the
+        """Run every bucket of every net (eager; CUDA graphs captured where enabled) and build the
         bakers; returns seconds. Compiled packages are installed separately (``runners.install``)."""
         start = time.perf_counter()
         self.runners.warm()
