@@ -18,13 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import time
 from pathlib import Path
 
 import torch
 
-from bench.engine import _cpu_name, test_jpeg
+from bench.engine import _cpu_name, summarise, test_jpeg
 from face3d.models.backends import BackendConfig, create_backend
 from face3d.models.compiled import CompiledStore, artifact_key
 from face3d.models.pipeline import Pipeline, ReconstructOptions
@@ -57,12 +56,7 @@ def bench_backend(name: str, jpeg: bytes, args: argparse.Namespace) -> dict[str,
     options = ReconstructOptions(uv_size=args.uv_size, formats=frozenset({"obj", "glb", "png"}))
     for _ in range(3):
         run_once(pipeline, jpeg, options)
-    samples = [run_once(pipeline, jpeg, options) for _ in range(args.runs)]
-    out = {}
-    for key in STAGES:
-        values = sorted(s[key] for s in samples)
-        out[key] = {"p50": statistics.median(values), "p90": values[int(0.9 * (len(values) - 1))]}
-    return out
+    return summarise([run_once(pipeline, jpeg, options) for _ in range(args.runs)], STAGES)
 
 
 def main() -> int:

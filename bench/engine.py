@@ -26,6 +26,7 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -138,9 +139,12 @@ def _cpu_name() -> str:
     return f"{names[0]} x{len(names)}" if names else platform.machine()
 
 
-def summarise(samples: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+def summarise(
+    samples: list[dict[str, float]], keys: Sequence[str] = (*STAGES, "total")
+) -> dict[str, dict[str, float]]:
+    """p50 and p90 of each key over the samples."""
     out = {}
-    for key in (*STAGES, "total"):
+    for key in keys:
         values = sorted(s[key] for s in samples)
         out[key] = {"p50": statistics.median(values), "p90": values[int(0.9 * (len(values) - 1))]}
     return out

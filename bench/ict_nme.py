@@ -24,7 +24,7 @@ import argparse
 import numpy as np
 import torch
 
-from bench.landmark_accuracy import nme
+from bench.landmark_accuracy import annotated_views, nme
 from face3d.models.backends import BackendConfig, create_backend
 from face3d.models.ibug68 import ibug68
 from face3d.service.config import default_cache_dir
@@ -33,14 +33,7 @@ from scripts.annotated_photos import IBUG68_PHOTOS, annotated_photo
 
 def scores(backend, image: np.ndarray, truth: np.ndarray) -> tuple[float, float, float, bool]:
     """(mapped NME, model NME, fit residual px, cropped) of the face nearest the annotation."""
-    for cropped in (False, True):
-        offset = np.zeros(2)
-        view = image
-        if cropped:
-            centre, side = truth.mean(axis=0), 3 * (truth.max(axis=0) - truth.min(axis=0)).max()
-            offset = np.maximum(np.round(centre - side / 2), 0)
-            x0, y0 = offset.astype(int)
-            view = image[y0 : y0 + int(side), x0 : x0 + int(side)]
+    for view, offset, cropped in annotated_views(image, truth):
         (rec,) = backend.reconstruct([np.ascontiguousarray(view)], 256, True)
         if not rec.faces:
             continue

@@ -12,6 +12,9 @@ itself approximate (iBUG's jaw and brow points lie on contours that mesh vertice
 Einstein's face (about 90 px in an 817x1024 photo) is too small for the short-range detector; it is
 scored on a crop of three times its annotated box (marked *), so that the nets still get compared.
 
+Agreement with MediaPipe: V2's landmarks and blendshape scores against those its own Face Landmarker
+recorded on every reference photo (median landmark distance in px, worst score difference).
+
 Speed: the landmark stage alone (crop, net, back-projection; detection excluded), eager, CPU, per
 face, for one face and for a batch of 8, median of ``--runs``; plus the blendshape net per face.
 
@@ -22,10 +25,12 @@ face, for one face and for a batch of 8, median of ``--runs``; plus the blendsha
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,11 +38,14 @@ from torch import Tensor
 
 from face3d.models import landmarks as v1
 from face3d.models import landmarks_v2 as v2
-from face3d.models.blendshapes import load_blendshapes
+from face3d.models.blendshapes import BLENDSHAPE_NAMES, load_blendshapes
 from face3d.models.detector import FaceDetector, letterbox, load_face_detector, pad_images, select_faces
 from face3d.models.ibug68 import ibug68
 from face3d.service.config import default_cache_dir
-from scripts.annotated_photos import IBUG68_PHOTOS, annotated_photo
+from scripts.annotated_photos import ANNOTATED, IBUG68_PHOTOS, annotated_photo
+from scripts.photos import photo
+
+REFERENCE = Path(__file__).parent.parent / "tests" / "data" / "face_landmarker_reference.json"
 
 NETS = ("V1 468", "V1 478", "V2 478")
 
@@ -76,17 +84,20 @@ def nme(predicted: np.ndarray, truth: np.ndarray) -> float:
     return float(np.linalg.norm(predicted - truth, axis=1).mean() / np.sqrt(width * height))
 
 
+def annotated_views(image: np.ndarray, truth: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, bool]]:
+    """(view, offset of its top-left in the photo, cropped): the whole photo, then a crop of 3x the
+    annotated box (for photos whose face the detector misses at full size)."""
+    yield image, np.zeros(2), False
+    centre, side = truth.mean(axis=0), 3 * (truth.max(axis=0) - truth.min(axis=0)).max()
+    offset = np.maximum(np.round(centre - side / 2), 0)
+    x0, y0 = offset.astype(int)
+    yield image[y0 : y0 + int(side), x0 : x0 + int(side)], offset, True
+
+
 def score(net: Net, image: np.ndarray, truth: np.ndarray) -> tuple[float, bool]:
     """NME of the face nearest the annotation; retried on a crop of 3x the annotated box when the
     full photo yields no face there. Returns (nme, cropped)."""
-    for cropped in (False, True):
-        offset = np.zeros(2)
-        view = image
-        if cropped:
-            centre, side = truth.mean(axis=0), 3 * (truth.max(axis=0) - truth.min(axis=0)).max()
-            offset = np.maximum(np.round(centre - side / 2), 0)
-            x0, y0 = offset.astype(int)
-            view = image[y0 : y0 + int(side), x0 : x0 + int(side)]
+    for view, offset, cropped in annotated_views(image, truth):
         faces = net.faces(view)
         if len(faces):
             points = np.stack([ibug68(face)[:, :2] for face in faces]) + offset
@@ -114,6 +125,28 @@ def _cells(timings: list[tuple[float, float]], count: tuple[int, ...]) -> str:
     return "".join(f"{w / n:10.2f}{c / n:10.2f}" for (w, c), n in zip(timings, count, strict=True))
 
 
+def mediapipe_agreement(net: Net) -> None:
+    """Per photo of the recorded reference (scripts/record_face_landmarker_reference.py): median
+    distance of the net's landmarks to MediaPipe's Face Landmarker's, and the worst of the 52
+    blendshape scores' differences (the issue's bound: 0.05)."""
+    reference = json.loads(REFERENCE.read_text())["photos"]
+    blendshapes = load_blendshapes(default_cache_dir()).eval()
+    print(f"\n{net.name} against MediaPipe's Face Landmarker (tests/data/{REFERENCE.name})")
+    print(f"{'photo':14s}{'median px':>10s}{'worst |d|':>10s}  score")
+    for name, entry in reference.items():
+        if not entry["faces"]:
+            continue
+        image = annotated_photo(name)[0] if name in ANNOTATED else photo(name)
+        ours = net.faces(image)
+        scores = blendshapes(torch.from_numpy(ours))[0].numpy()
+        for face in entry["faces"]:
+            theirs = np.asarray(face["landmarks"])
+            k = int(np.linalg.norm(ours[:, :, :2].mean(1) - theirs[:, :2].mean(0), axis=1).argmin())
+            median = float(np.median(np.linalg.norm(ours[k, :, :2] - theirs[:, :2], axis=1)))
+            diff = np.abs(scores[k] - np.array([face["blendshapes"][n] for n in BLENDSHAPE_NAMES]))
+            print(f"{name:14s}{median:10.2f}{diff.max():10.3f}  {BLENDSHAPE_NAMES[int(diff.argmax())]}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
@@ -136,6 +169,7 @@ def main() -> None:
                 cells.append(f"{value:9.4f}{'*' if cropped else ' '}")
             print(f"{photo_name:14s}" + "".join(cells))
         print(f"{'mean':14s}" + "".join(f"{np.nanmean(table[n.name]):9.4f} " for n in nets))
+        mediapipe_agreement(nets[-1])
 
         print(f"\nlandmark stage, CPU eager, {args.threads} thread(s), median of {args.runs}: ms per face")
         print("(wall: elapsed; cpu: process CPU time, all threads summed, unaffected by other processes)")

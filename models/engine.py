@@ -31,7 +31,7 @@ from face3d.models.blendshapes import as_dict as blendshape_dict
 from face3d.models.detector import letterbox, load_face_detector, pad_images, select_faces
 from face3d.models.landmark_stage import LandmarkStage
 from face3d.models.pose import fit_pose
-from face3d.models.reconstruction import Face, Pose, Reconstruction
+from face3d.models.reconstruction import Face, Reconstruction, face_from_host, per_image
 from face3d.models.runners import Net, NetRunners, net_layout
 from face3d.models.texture import TextureBaker
 from face3d.models.topology import load_topology
@@ -285,28 +285,5 @@ class Engine:
             }
             clock.mark("bake")  # device -> host copy of the textures belongs to the bake
             for k, index in enumerate(host["image"]):
-                yaw, pitch, roll = (float(a) for a in host["euler"][k])
-                faces_per_image[index].append(
-                    Face(
-                        bbox=tuple(float(v) for v in host["boxes"][k]),
-                        score=float(host["scores"][k]),
-                        landmarks=host["landmarks"][k],
-                        vertices=host["vertices"][k],
-                        pose=Pose(
-                            rotation=host["rotation"][k],
-                            yaw=yaw,
-                            pitch=pitch,
-                            roll=roll,
-                            scale=float(host["scale"][k]),
-                            translation=host["translation"][k],
-                        ),
-                        texture=host["textures"][k],
-                        coverage=float(host["coverage"][k]),
-                        blendshapes=host["blendshapes"][k] if host["blendshapes"] is not None else None,
-                    )
-                )
-        per_image = {stage: ms / len(images) for stage, ms in clock.ms.items()}
-        return [
-            Reconstruction(int(im.shape[1]), int(im.shape[0]), faces, dict(per_image))
-            for im, faces in zip(images, faces_per_image, strict=True)
-        ]
+                faces_per_image[index].append(face_from_host(host, k))
+        return per_image(images, faces_per_image, clock.ms)

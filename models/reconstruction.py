@@ -14,7 +14,9 @@ Coordinate conventions (documented once, used everywhere):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -77,3 +79,39 @@ class Reconstruction:
     height: int
     faces: list[Face]  # largest first; empty when no face was found
     timings_ms: dict[str, float] = field(default_factory=dict)  # per stage, amortised over the batch
+
+
+def face_from_host(host: dict[str, Any], k: int, model: FaceModel | None = None) -> Face:
+    """Face ``k`` of a batch whose per-face arrays were copied to the host in one go (every backend
+    copies the same keys: boxes, scores, landmarks, vertices, rotation, euler, scale, translation,
+    textures, coverage, blendshapes)."""
+    yaw, pitch, roll = (float(a) for a in host["euler"][k])
+    return Face(
+        bbox=tuple(float(v) for v in host["boxes"][k]),
+        score=float(host["scores"][k]),
+        landmarks=host["landmarks"][k],
+        vertices=host["vertices"][k],
+        pose=Pose(
+            rotation=host["rotation"][k],
+            yaw=yaw,
+            pitch=pitch,
+            roll=roll,
+            scale=float(host["scale"][k]),
+            translation=host["translation"][k],
+        ),
+        texture=host["textures"][k],
+        coverage=float(host["coverage"][k]),
+        model=model,
+        blendshapes=None if host["blendshapes"] is None else host["blendshapes"][k],
+    )
+
+
+def per_image(
+    images: Sequence[np.ndarray], faces: Sequence[list[Face]], stage_ms: dict[str, float]
+) -> list[Reconstruction]:
+    """One Reconstruction per image of a batched call; stage timings are each image's share."""
+    share = {stage: ms / len(images) for stage, ms in stage_ms.items()}
+    return [
+        Reconstruction(int(im.shape[1]), int(im.shape[0]), found, dict(share))
+        for im, found in zip(images, faces, strict=True)
+    ]

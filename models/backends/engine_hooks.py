@@ -3,6 +3,8 @@ loaded, and expose its nets' compile hooks (models/runners.py) through the backe
 
 from __future__ import annotations
 
+import torch
+
 from face3d.models.backends.base import ReconstructionBackend
 from face3d.models.compiled import CompileUnit, Runner
 from face3d.models.engine import Engine
@@ -12,6 +14,20 @@ class EngineBackend(ReconstructionBackend):
     """Base of the engine-backed backends (``facemesh``, ``ict``); ``load`` sets ``self.engine``."""
 
     engine: Engine | None = None
+
+    def load_engine(self, device: str) -> Engine:
+        """Build the shared engine from this backend's config on ``device`` (what ``load`` starts with)."""
+        cfg = self.config
+        self.engine = Engine(
+            cache_dir=cfg.cache_dir,
+            device=device,
+            cuda_graphs=cfg.cuda_graphs,
+            buckets=cfg.buckets,
+            dtype=getattr(torch, cfg.dtype),
+            landmark_model=cfg.landmark_model,
+            max_faces=cfg.max_faces,
+        )
+        return self.engine
 
     def _engine(self) -> Engine:
         if self.engine is None:

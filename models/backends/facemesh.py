@@ -7,11 +7,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 
 from face3d.models.backends.engine_hooks import EngineBackend
 from face3d.models.backends.registry import register
-from face3d.models.engine import Engine
 from face3d.models.reconstruction import Reconstruction
 from face3d.models.topology import Topology, load_topology
 
@@ -27,16 +25,7 @@ class FacemeshBackend(EngineBackend):
         return load_topology()
 
     def load(self, device: str) -> None:
-        cfg = self.config
-        self.engine = Engine(
-            cache_dir=cfg.cache_dir,
-            device=device,
-            cuda_graphs=cfg.cuda_graphs,
-            buckets=cfg.buckets,
-            dtype=getattr(torch, cfg.dtype),
-            landmark_model=cfg.landmark_model,
-            max_faces=cfg.max_faces,
-        )
+        self.load_engine(device)
 
     def warmup(self, uv_sizes: Sequence[int]) -> float:
         return self._engine().warmup(uv_sizes=tuple(uv_sizes))

@@ -27,14 +27,14 @@ import torch
 from face3d.models.backends.engine_hooks import EngineBackend
 from face3d.models.backends.registry import register
 from face3d.models.blendshapes import as_dict as blendshape_dict
-from face3d.models.engine import CPU_MAX_SAMPLE, SAMPLE_STEP, Engine, StageClock, sample_size_for
+from face3d.models.engine import CPU_MAX_SAMPLE, SAMPLE_STEP, StageClock, sample_size_for
 from face3d.models.ict_bake import SKIN_PARTS, HeadBaker
 from face3d.models.ict_export import prepare as prepare_exports
 from face3d.models.ict_fill import PushPullFill
 from face3d.models.ict_fit import IctFitter
 from face3d.models.ict_topology import HeadTopology, load_head_topology
 from face3d.models.morphable import IctModel, load_ict_model, load_mediapipe_correspondence
-from face3d.models.reconstruction import Face, FaceModel, Pose, Reconstruction
+from face3d.models.reconstruction import Face, FaceModel, Reconstruction, face_from_host, per_image
 from face3d.models.zbuffer import DepthTest
 
 MODEL_VERSION = "ict-facekit-light-da5f95a"
@@ -72,17 +72,7 @@ class IctBackend(EngineBackend):
         return topology
 
     def load(self, device: str) -> None:
-        cfg = self.config
-        self.engine = engine = Engine(
-            cache_dir=cfg.cache_dir,
-            device=device,
-            cuda_graphs=cfg.cuda_graphs,
-            buckets=cfg.buckets,
-            dtype=getattr(torch, cfg.dtype),
-            landmark_model=cfg.landmark_model,
-            max_faces=cfg.max_faces,
-        )
-        self.device = engine.device
+        self.device = self.load_engine(device).device
         model = load_ict_model()
         self.topology_ = load_head_topology()
         self.fitter = IctFitter(
@@ -167,12 +157,8 @@ class IctBackend(EngineBackend):
             }
             clock.mark("bake")  # device -> host copies belong to the bake, as in facemesh
             for k, index in enumerate(host["image"]):
-                faces_per_image[index].append(self._face(host, k))
-        per_image = {stage: ms / len(images) for stage, ms in clock.ms.items()}
-        return [
-            Reconstruction(int(im.shape[1]), int(im.shape[0]), faces, dict(per_image))
-            for im, faces in zip(images, faces_per_image, strict=True)
-        ]
+                faces_per_image[index].append(face_from_host(host, k, self._model(host, k)))
+        return per_image(images, faces_per_image, clock.ms)
 
     def _bake(self, found: Any, posed: torch.Tensor, landmarks: torch.Tensor, uv_size: int):
         """Every face at the sample size its own extent calls for (grouped: one call per size)."""
@@ -194,33 +180,14 @@ class IctBackend(EngineBackend):
             coverage.index_copy_(0, group, covered)
         return textures, coverage
 
-    def _face(self, host: dict[str, Any], k: int) -> Face:
-        yaw, pitch, roll = (float(a) for a in host["euler"][k])
-        model = FaceModel(
+    def _model(self, host: dict[str, Any], k: int) -> FaceModel:
+        return FaceModel(
             identity=host["identity"][k],
             expression=host["expression"][k],
             expression_names=self.fitter.model.expression_names,
             base_vertices=host["base"][k],
             landmarks_68=host["lm68"][k],
             fit_residual_px=float(host["residual"][k]),
-        )
-        return Face(
-            bbox=tuple(float(v) for v in host["boxes"][k]),
-            score=float(host["scores"][k]),
-            landmarks=host["landmarks"][k],
-            vertices=host["vertices"][k],
-            pose=Pose(
-                rotation=host["rotation"][k],
-                yaw=yaw,
-                pitch=pitch,
-                roll=roll,
-                scale=float(host["scale"][k]),
-                translation=host["translation"][k],
-            ),
-            texture=host["textures"][k],
-            coverage=float(host["coverage"][k]),
-            model=model,
-            blendshapes=None if host["blendshapes"] is None else host["blendshapes"][k],
         )
 
     def describe(self) -> dict[str, Any]:
