@@ -1,21 +1,36 @@
 #!/usr/bin/env bash
-# The GPU figures in one run on a lent CUDA machine (README "Performance"): start-up cold and warm,
-# bench/engine (eager, CUDA graphs, compiled) and, when a pre-renovation checkout is given as $BASELINE
-# (old top-level packages), its bench/engine beside ours; HTTP=1 adds the HTTP benches. JSON to $OUT.
-# Needs: the project importable, weights under $FACE3D_CACHE_DIR. Each step has its own time bound.
+# The GPU figures in one run on a lent CUDA machine (README "Performance"), JSON to $OUT. Steps, in
+# the order they run (STEPS picks some, e.g. STEPS="parity backends"), each with its own time bound:
+#   parity    every test photo through facemesh and ict on the CPU and on CUDA, compared (exit 1 off)
+#   backends  bench/backends on CUDA, eager nets with CUDA graphs: facemesh and ict side by side
+#   http      bench/http_load on one GPU worker, ict then facemesh, c = 1, 8, 32
+#   compiled  bench/backends on CUDA with the AOTInductor packages (built on the machine first)
+#   startup   bench/startup cold and warm on cuda:0
+#   engine    bench/engine (facemesh: naive, eager, CUDA graphs, compiled)
+# Needs: the project importable, weights under $FACE3D_CACHE_DIR. THREADS: torch CPU threads in process.
 set -uo pipefail
 OUT=${OUT:-bench/results}
+STEPS=${STEPS:-parity backends http compiled startup engine}
+THREADS=${THREADS:-4}
 export PYTHONUNBUFFERED=1
 step() { echo "== $1"; shift; local t=$SECONDS; "$@"; echo "== rc=$? in $((SECONDS - t)) s"; }
+http() {
+  timeout 120 python3 -m bench.http_load --devices cuda:0 --backend "$1" --no-compile --levels 1,8,32 \
+    --requests 96 --seconds 15 --formats obj,glb,png --ready-timeout 90 --json "$OUT/http-gpu-$1.json"
+}
 nvidia-smi -L
-step "start-up (cold, warm)" timeout 200 python3 -m bench.startup --devices cuda:0 --timeout 180 \
-  --compiled-dir "$FACE3D_CACHE_DIR/compiled" --json "$OUT/startup-gpu.json"
-step "engine" timeout 100 python3 -m bench.engine --device cuda --runs 30 --naive-runs 3 --json "$OUT/engine-gpu.json"
-if [ -n "${BASELINE:-}" ]; then
-  step "engine (before)" bash -c "cd '$BASELINE' && timeout 120 python3 -m bench.engine --device cuda --runs 30 \
-    --naive-runs 3 --json '$OUT/engine-gpu-before.json'"
-fi
-if [ -n "${HTTP:-}" ]; then
-  step "http" timeout 90 python3 -m bench.http_load --devices cuda:0 --no-compile --levels 1,8,32 --requests 96 \
-    --seconds 15 --json "$OUT/http-gpu.json"
-fi
+for s in $STEPS; do
+  case $s in
+    parity) step "CPU/CUDA parity" timeout 150 python3 -m bench.cuda_parity --json "$OUT/cuda-parity.json" ;;
+    backends) step "backends, eager + CUDA graphs" timeout 120 python3 -m bench.backends --device cuda \
+      --runs 40 --threads "$THREADS" --json "$OUT/backends-gpu.json" ;;
+    http) step "http ict" http ict; step "http facemesh" http facemesh ;;
+    compiled) step "backends, compiled" timeout 300 python3 -m bench.backends --device cuda --compiled \
+      --runs 40 --threads "$THREADS" --json "$OUT/backends-gpu-compiled.json" ;;
+    startup) step "start-up (cold, warm)" timeout 200 python3 -m bench.startup --devices cuda:0 \
+      --timeout 180 --compiled-dir "$FACE3D_CACHE_DIR/compiled" --json "$OUT/startup-gpu.json" ;;
+    engine) step "engine" timeout 100 python3 -m bench.engine --device cuda --runs 30 --naive-runs 3 \
+      --json "$OUT/engine-gpu.json" ;;
+    *) echo "unknown step $s" ;;
+  esac
+done
