@@ -4,7 +4,9 @@ Each backend runs the service's own path (models/pipeline.py: decode -> backend.
 export_result with formats obj,glb,png) on the same photo in the same process, one after the
 other; p50 and p90 per stage and in total. Nets eager, or with ``--compiled`` the AOTInductor
 packages a worker would install (from the weights cache's ``compiled/`` folder, built there first
-when missing). The ``landmarks`` stage of ``ict`` includes its model fit and dense head.
+when missing; a package that crashes on load is replaced by ``torch.compile``, as in the worker), or
+with ``--jit`` each net ``torch.compile``-d in process (where packages are known to crash). The
+``landmarks`` stage of ``ict`` includes its model fit and dense head.
 
     python -m bench.backends                                # facemesh and ict, CPU, 2 threads
     python -m bench.backends --compiled                     # as a worker serves once compiled
@@ -25,8 +27,9 @@ import torch
 
 from bench.engine import _cpu_name, summarise, test_jpeg
 from face3d.models.backends import BackendConfig, create_backend
-from face3d.models.compiled import CompiledStore, artifact_key
+from face3d.models.compiled import CompiledStore, jit_compile
 from face3d.models.pipeline import Pipeline, ReconstructOptions
+from face3d.service.compiler import compile_all
 from face3d.service.config import default_cache_dir
 
 STAGES = ("decode", "detect", "landmarks", "bake", "encode", "total")
@@ -46,12 +49,11 @@ def bench_backend(name: str, jpeg: bytes, args: argparse.Namespace) -> dict[str,
     backend = create_backend(name, BackendConfig(cache_dir=default_cache_dir(), buckets=(1,)))
     backend.load(args.device)
     backend.warmup((args.uv_size,))
-    if args.compiled:
-        device = torch.device(args.device)
-        store = CompiledStore(default_cache_dir() / "compiled")
+    if args.jit:
         for unit in backend.compile_units():
-            key = artifact_key(unit, name, device, torch.float32)
-            backend.install_compiled(unit.name, store.load_or_build(unit, key, device))
+            backend.install_compiled(unit.name, jit_compile(unit))
+    elif args.compiled:  # the worker's own path: packages, or torch.compile where one crashes on load
+        compile_all(backend, CompiledStore(default_cache_dir() / "compiled"), args.device, "float32")
     pipeline = Pipeline(backend, max_pixels=50_000_000)
     options = ReconstructOptions(uv_size=args.uv_size, formats=frozenset({"obj", "glb", "png"}))
     for _ in range(3):
@@ -71,6 +73,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--compiled", action="store_true", help="install the compiled packages")
+    parser.add_argument("--jit", action="store_true", help="torch.compile each net in process instead")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -78,7 +81,7 @@ def main() -> int:
     results = {name: bench_backend(name, jpeg, args) for name in args.backends.split(",")}
     load = os.getloadavg()
     print(f"face3d backends: {args.size}² JPEG ({args.photo}) -> OBJ + GLB + {args.uv_size}² PNG, in process")
-    nets = "compiled" if args.compiled else "eager"
+    nets = "torch.compile" if args.jit else "compiled" if args.compiled else "eager"
     print(f"device={args.device} threads={args.threads} nets={nets} torch={torch.__version__}", end=" ")
     print(f"cpu={_cpu_name()}")
     print(f"load average during the run (1/5/15 min): {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")

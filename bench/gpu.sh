@@ -4,7 +4,9 @@
 #   parity    every test photo through facemesh and ict on the CPU and on CUDA, compared (exit 1 off)
 #   backends  bench/backends on CUDA, eager nets with CUDA graphs: facemesh and ict side by side
 #   http      bench/http_load on one GPU worker, ict then facemesh, c = 1, 8, 32
-#   compiled  bench/backends on CUDA with the AOTInductor packages (built on the machine first)
+#   compiled  bench/backends on CUDA with the AOTInductor packages (built on the machine first; one
+#             that crashes on load is replaced by torch.compile, as in the worker)
+#   jit       bench/backends on CUDA, ict, each net torch.compile-d in process (no packages)
 #   startup   bench/startup cold and warm on cuda:0
 #   engine    bench/engine (facemesh: naive, eager, CUDA graphs, compiled)
 # Needs: the project importable, weights under $FACE3D_CACHE_DIR. THREADS: torch CPU threads in process.
@@ -27,6 +29,8 @@ for s in $STEPS; do
     http) step "http ict" http ict; step "http facemesh" http facemesh ;;
     compiled) step "backends, compiled" timeout 300 python3 -m bench.backends --device cuda --compiled \
       --runs 40 --threads "$THREADS" --json "$OUT/backends-gpu-compiled.json" ;;
+    jit) step "backends, torch.compile" timeout 240 python3 -m bench.backends --device cuda --jit \
+      --backends ict --runs 40 --threads "$THREADS" --json "$OUT/backends-gpu-jit.json" ;;
     startup) step "start-up (cold, warm)" timeout 200 python3 -m bench.startup --devices cuda:0 \
       --timeout 180 --compiled-dir "$FACE3D_CACHE_DIR/compiled" --json "$OUT/startup-gpu.json" ;;
     engine) step "engine" timeout 100 python3 -m bench.engine --device cuda --runs 30 --naive-runs 3 \

@@ -27,7 +27,9 @@ from PIL import Image, ImageDraw
 from face3d.models.ibug68 import ibug68
 from face3d.models.ict_export import draw_head, model_json, to_head_glb, to_head_obj
 from face3d.models.ict_topology import HeadTopology
+from face3d.models.mesh_normals import vertex_normals
 from face3d.models.reconstruction import Face, Reconstruction
+from face3d.models.serialize import pad4, rounded
 
 if TYPE_CHECKING:
     from face3d.models.topology import Topology
@@ -61,18 +63,6 @@ def encode_texture(texture: np.ndarray, fmt: TextureFormat = "png", quality: int
     raise ValueError(f"unknown texture format {fmt!r}; use 'png' or 'jpeg'")
 
 
-def vertex_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """Area-weighted per-vertex unit normals; they follow the triangles' CCW (outward) winding."""
-    v = vertices.astype(np.float64)
-    corners = v[triangles]
-    face_normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-    normals = np.zeros_like(v)
-    for k in range(3):
-        np.add.at(normals, triangles[:, k], face_normals)
-    length = np.linalg.norm(normals, axis=1, keepdims=True)
-    return (normals / np.maximum(length, 1e-12)).astype(np.float32)
-
-
 def _rows(line: str, values: np.ndarray) -> str:
     """``line`` (a %-format of one row) for every row, in a single % operation: no Python loop per row."""
     return (line * values.shape[0]) % tuple(values.ravel().tolist())
@@ -101,10 +91,6 @@ def to_obj(face: Face, topology: Topology, texture_name: str, mtl_name: str) -> 
     return text.encode("ascii"), mtl.encode("ascii")
 
 
-def _pad4(blob: bytes) -> bytes:
-    return blob + b"\x00" * (-len(blob) % 4)
-
-
 def to_glb(face: Face, topology: Topology, texture_bytes: bytes, mime: str) -> bytes:
     """Binary glTF 2.0: one textured, double-sided mesh (positions in metres, normals, UVs, indices).
 
@@ -130,7 +116,7 @@ def to_glb(face: Face, topology: Topology, texture_bytes: bytes, mime: str) -> b
     views, blob, offset = [], [], 0
     for payload, target in parts:
         views.append(gl.BufferView(buffer=0, byteOffset=offset, byteLength=len(payload), target=target))
-        padded = _pad4(payload)
+        padded = pad4(payload)
         blob.append(padded)
         offset += len(padded)
     n = len(positions)
@@ -178,10 +164,6 @@ def to_glb(face: Face, topology: Topology, texture_bytes: bytes, mime: str) -> b
     return b"".join(gltf.save_to_bytes())
 
 
-def _round(values: Any, digits: int) -> Any:
-    return np.round(np.asarray(values, dtype=np.float64), digits).tolist()
-
-
 def face_prefix(index: int, count: int) -> str:
     """File stem of one face: ``face`` when the image has one face, else ``face<index>``."""
     return "face" if count == 1 else f"face{index}"
@@ -190,17 +172,17 @@ def face_prefix(index: int, count: int) -> str:
 def _face_json(face: Face, prefix: str, files: list[str], neutral: bool = False) -> dict[str, Any]:
     pose = face.pose
     doc = {
-        "bbox": _round(face.bbox, 2),
+        "bbox": rounded(face.bbox, 2),
         "score": round(float(face.score), 4),
-        "landmarks": _round(face.landmarks, 2),
-        "landmarks_68": _round(ibug68(np.asarray(face.landmarks)), 2),
+        "landmarks": rounded(face.landmarks, 2),
+        "landmarks_68": rounded(ibug68(np.asarray(face.landmarks)), 2),
         "pose": {
-            "rotation": _round(pose.rotation, 6),
+            "rotation": rounded(pose.rotation, 6),
             "yaw": round(float(pose.yaw), 3),
             "pitch": round(float(pose.pitch), 3),
             "roll": round(float(pose.roll), 3),
             "scale": round(float(pose.scale), 5),
-            "translation": _round(pose.translation, 3),
+            "translation": rounded(pose.translation, 3),
         },
         "texture_coverage": round(float(face.coverage), 4),
         "files": [name for name in files if name.rsplit(".", 1)[0] == prefix],

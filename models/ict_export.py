@@ -23,7 +23,9 @@ import numpy as np
 
 from face3d.models.fasttext import fixed_rows, index_rows
 from face3d.models.ict_topology import HeadTopology
+from face3d.models.mesh_normals import normal_plan, vertex_normals
 from face3d.models.reconstruction import Face, FaceModel
+from face3d.models.serialize import pad4, rounded
 
 SPARSE_MIN_CM = 0.005
 _json = partial(json.dumps, separators=(",", ":"))  # compact JSON text
@@ -45,54 +47,23 @@ def head_vertices(face: Face, neutral: bool) -> np.ndarray:
     return np.asarray(face.vertices, np.float32)
 
 
-def normals_of(
-    vertices: np.ndarray, triangles: np.ndarray, plan: tuple[np.ndarray, np.ndarray] | None = None
-) -> np.ndarray:
-    """Area-weighted unit vertex normals (float64 sums, float32 result); ``plan``: _normal_plan's.
-
-    Why this layout: coordinates as 3 contiguous rows (``take`` of 8-byte items is ~6x faster than
-    gathering (T, 3) rows), one bincount per corner over all 3 axes (bins ``axis * V + vertex``: the
-    per-bin sums run in triangle order, as 9 bincounts did, so the result is bit-identical).
-    """
-    v = np.ascontiguousarray(np.asarray(vertices, np.float64).T)  # (3, V)
-    n = v.shape[1]
-    corners, bins = plan or _normal_plan(triangles, n)
-    g = np.take(v, corners, axis=1).reshape(3, 3, -1)  # (axis, corner, T)
-    a, b = g[:, 1] - g[:, 0], g[:, 2] - g[:, 0]
-    cross = np.empty_like(a)
-    np.subtract(a[1] * b[2], a[2] * b[1], out=cross[0])
-    np.subtract(a[2] * b[0], a[0] * b[2], out=cross[1])
-    np.subtract(a[0] * b[1], a[1] * b[0], out=cross[2])
-    s = sum(np.bincount(bins[k], cross.ravel(), minlength=3 * n) for k in range(3)).reshape(3, n)
-    length = np.maximum(np.sqrt(s[0] * s[0] + s[1] * s[1] + s[2] * s[2]), 1e-12)
-    out = np.empty((n, 3), np.float32)
-    np.divide(s, length, out=out.T, casting="same_kind")
-    return out
-
-
-def _normal_plan(triangles: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """normals_of's (3T,) corner vertex ids, corner-major, and (3, 3T) bincount bins."""
-    corners = np.ascontiguousarray(np.asarray(triangles, np.int64).T)  # (3, T)
-    return corners.ravel(), (corners[:, None, :] + n * np.arange(3)[None, :, None]).reshape(3, -1)
-
-
 @cache
 def _topology_plan(topology: HeadTopology) -> tuple[np.ndarray, np.ndarray]:
-    return _normal_plan(topology.triangles, topology.vertex_count)
+    return normal_plan(topology.triangles, topology.vertex_count)
 
 
 _LAST: tuple[np.ndarray, HeadTopology, np.ndarray] | None = None  # vertices (a copy), topology, normals
 
 
 def head_normals(vertices: np.ndarray, topology: HeadTopology) -> np.ndarray:
-    """normals_of, once when the OBJ and the GLB write the same mesh (``neutral``: both the identity
+    """vertex_normals, once when the OBJ and the GLB write the same mesh (``neutral``: both the identity
     base; by default the OBJ has the fitted head, the GLB the base and morph targets): the last
     result is kept with a copy of its vertices and reused for the very same bytes only."""
     global _LAST
     v, last = np.ascontiguousarray(vertices, np.float32), _LAST
     if last and last[1] is topology and np.array_equal(last[0].view(np.uint8), v.view(np.uint8)):
         return last[2]
-    normals = normals_of(v, topology.triangles, _topology_plan(topology))
+    normals = vertex_normals(v, topology.triangles, _topology_plan(topology))
     normals.setflags(write=False)  # shared by the OBJ and the GLB writers
     _LAST = (v.copy(), topology, normals)
     return normals
@@ -130,10 +101,6 @@ def to_head_obj(
         f"# face3d material\nnewmtl head\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nd 1\nillum 1\nmap_Kd {texture_name}\n"
     )
     return text, mtl.encode("ascii")
-
-
-def _pad4(blob: bytes, fill: bytes = b"\x00") -> bytes:
-    return blob + fill * (-len(blob) % 4)
 
 
 _FLOAT, _USHORT, _UINT = 5126, 5123, 5125
@@ -174,7 +141,7 @@ def _static_glb(topology: HeadTopology) -> tuple[bytes, list[dict], list[dict], 
         if target is not None:
             view["target"] = target
         views.append(view)
-        blob.append(_pad4(payload))
+        blob.append(pad4(payload))
         offset += len(blob[-1])
     return b"".join(blob), views, accessors, offset
 
@@ -248,7 +215,7 @@ def to_head_glb(
     # The same text as json.dumps of the whole document with accessors, bufferViews and buffers last.
     tail = f',"accessors":[{accessors_json},{_json(accessors)[1:-1]}],"bufferViews":[{views_json},'
     tail += f'{_json(views)[1:-1]}],"buffers":[{{"byteLength":{offset}}}]}}'
-    text = _pad4((_json(doc)[:-1] + tail).encode("utf-8"), b" ")
+    text = pad4((_json(doc)[:-1] + tail).encode("utf-8"), b" ")
     binary = (static, positions, normals, texture_bytes, bytes(-len(texture_bytes) % 4))
     total = 12 + 8 + len(text) + 8 + offset
     return b"".join((
@@ -265,17 +232,13 @@ def prepare(topology: HeadTopology) -> None:
     _static_json(topology)
 
 
-def _round(values: Any, digits: int) -> Any:
-    return np.round(np.asarray(values, dtype=np.float64), digits).tolist()
-
-
 def model_json(model: FaceModel, neutral: bool) -> dict[str, Any]:
     """The morphable-model members of one face in result.json (the blendshape scores, which every
     478-point landmark net gives, are written for all backends by models/export.py)."""
     doc: dict[str, Any] = {
-        "identity": _round(model.identity, 4),
-        "expression": dict(zip(model.expression_names, _round(model.expression, 4), strict=True)),
-        "landmarks_68_model": _round(model.landmarks_68, 2),
+        "identity": rounded(model.identity, 4),
+        "expression": dict(zip(model.expression_names, rounded(model.expression, 4), strict=True)),
+        "landmarks_68_model": rounded(model.landmarks_68, 2),
         "fit_residual_px": round(float(model.fit_residual_px), 3),
         "neutral": bool(neutral),
     }
@@ -294,7 +257,7 @@ def draw_head(draw: Any, face: Face, topology: HeadTopology, sx: float, sy: floa
     """The fitted head's camera-facing wireframe (face, head and neck) and its 68 model landmarks."""
     points = posed_points(face, face.vertices)
     plan = _topology_plan(topology)
-    facing = normals_of(points, topology.triangles, plan)[:, 2] < 0  # image z points away from the camera
+    facing = vertex_normals(points, topology.triangles, plan)[:, 2] < 0  # image z points away from the camera
     edges = topology.preview_edges[facing[topology.preview_edges].all(axis=1)]
     xy = points[:, :2] * (sx, sy)
     for segment in xy[edges].reshape(-1, 4).tolist():

@@ -22,9 +22,9 @@ from face3d.models.export import (
     result_json,
     to_glb,
     to_obj,
-    vertex_normals,
 )
 from face3d.models.ibug68 import IBUG68_FROM_MEDIAPIPE, REGIONS, ibug68
+from face3d.models.mesh_normals import vertex_normals
 from face3d.models.reconstruction import Face, Pose, Reconstruction
 from face3d.models.topology import Topology, load_topology
 from face3d.service.config import default_cache_dir

@@ -14,7 +14,8 @@ from scipy.spatial import ConvexHull
 from face3d.models.backends import BackendConfig, create_backend
 from face3d.models.backends.ict import IctBackend
 from face3d.models.ibug68 import ibug68
-from face3d.models.ict_export import normals_of, posed_points
+from face3d.models.ict_export import posed_points
+from face3d.models.mesh_normals import vertex_normals
 from face3d.models.reconstruction import Reconstruction
 from face3d.models.uv_raster import rasterize_atlas
 from scripts.photos import PHOTO_NAMES, photo
@@ -66,7 +67,7 @@ def test_projected_mesh_covers_the_detected_face(backend: IctBackend, name: str)
     (face,) = _reconstruct(backend, name).faces
     topo = backend.topology
     points = posed_points(face, face.vertices)
-    front = normals_of(points, topo.triangles)[topo.triangles].mean(axis=1)[:, 2] < 0
+    front = vertex_normals(points, topo.triangles)[topo.triangles].mean(axis=1)[:, 2] < 0
     image = photo(name)
     mask = Image.new("1", (image.shape[1], image.shape[0]), 0)
     draw = ImageDraw.Draw(mask)
