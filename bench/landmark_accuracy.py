@@ -36,11 +36,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from face3d.models import landmarks as v1
-from face3d.models import landmarks_v2 as v2
 from face3d.models.blendshapes import BLENDSHAPE_NAMES, load_blendshapes
 from face3d.models.detector import FaceDetector, letterbox, load_face_detector, pad_images, select_faces
 from face3d.models.ibug68 import ibug68
+from face3d.models.landmark_stage import LandmarkStage
 from face3d.service.config import default_cache_dir
 from scripts.annotated_photos import ANNOTATED, IBUG68_PHOTOS, annotated_photo
 from scripts.photos import photo
@@ -51,19 +50,14 @@ NETS = ("V1 468", "V1 478", "V2 478")
 
 
 class Net:
-    """One landmark net with its pipeline function and its landmark stage (crop, net, projection)."""
+    """One landmark net with its landmark stage (ROI, crop, net, projection) and the detector."""
 
     def __init__(self, name: str, detector: FaceDetector) -> None:
         cache_dir = default_cache_dir()
         self.name, self.detector = name, detector
-        if name == "V2 478":
-            self.mesh = v2.load_face_mesh_v2(cache_dir).eval()
-            self.pipeline, self.rois = v2.detect_face_landmarks_v2, v2.face_rois_v2
-            self.crop, self.project = v2.crop_rois, v2.rois_to_image
-        else:
-            self.mesh = v1.load_face_mesh(name.split()[1], cache_dir).eval()
-            self.pipeline, self.rois = v1.detect_face_landmarks, v1.face_rois
-            self.crop, self.project = v1.crop_faces, v1.to_image_space
+        model = {"V1 468": "468", "V1 478": "478", "V2 478": "v2"}[name]
+        self.landmarks = LandmarkStage(model, cache_dir, torch.device("cpu"), torch.float32)
+        self.mesh, self.rois = self.landmarks.net, self.landmarks.rois
 
     def faces(self, image: np.ndarray) -> np.ndarray:
         """(F, N, 3) landmarks of every face found in an RGB image."""
@@ -71,11 +65,11 @@ class Net:
         x, frames = letterbox(batch, sizes)
         if not select_faces(*self.detector(x), frames).valid.any():  # (V1 478 fails on 0 faces)
             return np.zeros((0, self.mesh.num_landmarks, 3), np.float32)
-        return self.pipeline(batch, sizes, self.detector, self.mesh).landmarks.numpy()
+        return self.landmarks.detect(batch, sizes, self.detector).landmarks.numpy()
 
     def stage(self, batch: Tensor, sizes: Tensor, face_image: Tensor, rois: Tensor) -> Tensor:
-        points, _ = self.mesh(self.crop(batch, sizes, face_image, rois))
-        return self.project(points, rois)
+        points, _ = self.mesh(self.landmarks.crops(batch, sizes, face_image, rois))
+        return self.landmarks.to_image(points, rois)
 
 
 def nme(predicted: np.ndarray, truth: np.ndarray) -> float:

@@ -8,7 +8,7 @@ SsdAnchors / TensorsToDetections / NonMaxSuppression calculators) for the landma
 Coordinates: MediaPipe's pixel convention throughout, where pixel ``k``'s centre sits at ``k`` (its
 OpenCV warps sample there). Image pixels of the input, x right, y down.
 
-Call order (what ``models/landmarks.py::detect_face_landmarks`` does)::
+Call order (what ``models/landmark_stage.py::LandmarkStage.detect`` does)::
 
     batch, sizes = pad_images(images)                 # list of (3,H,W) uint8 -> padded batch
     x, frames = letterbox(batch, sizes)               # (B,3,128,128) in [-1, 1]

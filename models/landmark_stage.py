@@ -19,7 +19,8 @@ from torch import Tensor, nn
 from face3d.models import landmarks as v1
 from face3d.models import landmarks_v2 as v2
 from face3d.models.blendshapes import BlendshapeNet, load_blendshapes
-from face3d.models.detector import IOU_THRESHOLD
+from face3d.models.detector import IOU_THRESHOLD, FaceDetector, letterbox, select_faces
+from face3d.models.landmarks import FaceLandmarks
 
 LANDMARK_MODELS = ("468", "478", "v2")
 
@@ -62,3 +63,27 @@ class LandmarkStage:
 
     def to_image(self, points: Tensor, rois: Tensor) -> Tensor:
         return v2.rois_to_image(points, rois) if self.v2 else v1.to_image_space(points, rois)
+
+    @torch.no_grad()
+    def detect(
+        self, images: Tensor, sizes: Tensor, detector: FaceDetector, max_faces: int = 4
+    ) -> FaceLandmarks:
+        """The landmark path in call order, unbatched by bucket (the engine owns the real
+        orchestration; tests and benchmarks use this): detect, ROI, crop, landmark net, projection.
+        Faces under the net's presence threshold are dropped, as MediaPipe does.
+
+        images: padded (B,3,H,W) uint8 batch from ``models.detector.pad_images``; sizes (B,2).
+        """
+        x, frames = letterbox(images, sizes)
+        found = select_faces(*detector(x), frames, max_faces=max_faces, iou_threshold=self.nms_iou)
+        face_image, boxes, keypoints, scores = found.flatten()
+        rois = self.rois(boxes, keypoints)
+        points, presence = self.net(self.crops(images, sizes, face_image, rois))
+        keep = presence >= self.presence_threshold
+        return FaceLandmarks(
+            face_image=face_image[keep],
+            boxes=boxes[keep],
+            scores=scores[keep],
+            landmarks=self.to_image(points, rois)[keep],
+            presence=presence[keep],
+        )

@@ -26,11 +26,7 @@ from torch import Tensor, nn
 
 from face3d.models.assets import asset_path
 from face3d.models.detector import (
-    Detections,
-    FaceDetector,
-    letterbox,
     module_dtype,
-    select_faces,
 )
 from face3d.models.sampling import crop_quads
 from face3d.models.tflite import load_tflite
@@ -164,27 +160,3 @@ class FaceLandmarks:
     scores: Tensor  # (F,) detection scores
     landmarks: Tensor  # (F,N,3)
     presence: Tensor  # (F,) face-presence probability from the landmark net
-
-
-@torch.no_grad()
-def detect_face_landmarks(
-    images: Tensor, sizes: Tensor, detector: FaceDetector, mesh: FaceMeshNet, max_faces: int = 4
-) -> FaceLandmarks:
-    """The whole pipeline in call order (the engine owns the real orchestration): detect, ROI,
-    crop, landmark net, back-projection; faces the landmark net rejects are dropped, like MediaPipe.
-
-    images: padded (B,3,H,W) uint8 batch from ``models.detector.pad_images``; sizes (B,2).
-    """
-    x, frames = letterbox(images, sizes)
-    detections: Detections = select_faces(*detector(x), frames, max_faces=max_faces)
-    face_image, boxes, keypoints, scores = detections.flatten()
-    rois = face_rois(boxes, keypoints)
-    points, presence = mesh(crop_faces(images, sizes, face_image, rois))
-    keep = presence >= PRESENCE_THRESHOLD
-    return FaceLandmarks(
-        face_image=face_image[keep],
-        boxes=boxes[keep],
-        scores=scores[keep],
-        landmarks=to_image_space(points, rois)[keep],
-        presence=presence[keep],
-    )

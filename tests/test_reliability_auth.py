@@ -8,12 +8,10 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -23,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from tests.figures import record
+from tests.jwks_endpoint import JwksEndpoint
 from tests.serving import SECRET, Server, astronaut, hardened, launch  # noqa: F401  (hardened: a fixture)
 
 pytestmark = [pytest.mark.slow, pytest.mark.reliability]
@@ -118,31 +117,6 @@ def test_hs_server_refuses_every_attack(hardened: Server) -> None:  # noqa: F811
     record("auth", "slowest refusal (ms)", max(timings) * 1000)
 
 
-class Jwks:
-    """A JWKS endpoint on 127.0.0.1 that counts its fetches."""
-
-    def __init__(self, keys: list[dict[str, Any]]) -> None:
-        self.body = json.dumps({"keys": keys}).encode()
-        self.hits = 0
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                outer.hits += 1
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(outer.body)))
-                self.end_headers()
-                self.wfile.write(outer.body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.http.server_port}/jwks.json"
-        threading.Thread(target=self.http.serve_forever, daemon=True).start()
-
-
 EC_KEY = ec.generate_private_key(ec.SECP256R1())
 PUBLIC_PEM = EC_KEY.public_key().public_bytes(
     serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -150,9 +124,9 @@ PUBLIC_PEM = EC_KEY.public_key().public_bytes(
 
 
 @pytest.fixture(scope="module")
-def jwks_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Jwks]]:
+def jwks_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, JwksEndpoint]]:
     jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(EC_KEY.public_key())) | {"kid": "k1", "use": "sig"}
-    endpoint = Jwks([jwk])
+    endpoint = JwksEndpoint([jwk])
     server = launch(
         tmp_path_factory.mktemp("jwks"), jwt_secret="", jwt_algorithms=["ES256"], jwt_jwks_url=endpoint.url,
         jwt_jwks_refetch_s=30,
@@ -165,7 +139,7 @@ def jwks_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serv
         server.wait_ready()
         yield server, endpoint
     finally:
-        endpoint.http.shutdown()
+        endpoint.close()
         server.stop()
 
 
@@ -173,7 +147,7 @@ def es(payload: dict[str, Any], kid: Any = "k1") -> str:
     return jwt.encode(payload, EC_KEY, algorithm="ES256", headers={"kid": kid})
 
 
-def test_jwks_server_refuses_every_attack(jwks_server: tuple[Server, Jwks]) -> None:
+def test_jwks_server_refuses_every_attack(jwks_server: tuple[Server, JwksEndpoint]) -> None:
     server, _ = jwks_server
     with server.client("alice", ("results:read",)) as client:  # a real token works (first fetch)
         assert client.get("/v1/models").status_code == 200
@@ -201,7 +175,9 @@ def test_jwks_server_refuses_every_attack(jwks_server: tuple[Server, Jwks]) -> N
     record("auth", "JWKS attacks refused", len(attacks))
 
 
-def test_a_flood_of_random_kids_costs_one_fetch_per_cooldown(jwks_server: tuple[Server, Jwks]) -> None:
+def test_a_flood_of_random_kids_costs_one_fetch_per_cooldown(
+    jwks_server: tuple[Server, JwksEndpoint],
+) -> None:
     server, endpoint = jwks_server
     hits = endpoint.hits
     tokens = [es(claims(), kid=uuid.uuid4().hex) for _ in range(300)]
