@@ -1,14 +1,11 @@
-"""The web page at ``/``: its files and headers (fast), then the page in a real browser against the real
-server over real HTTP (slow): Playwright driving Debian's chromium, WebGL on SwiftShader.
+"""The web page at ``/`` in a real browser against the real server over real HTTP (slow): Playwright
+driving Debian's chromium, WebGL on SwiftShader. Its files and headers: tests/test_web_files.py.
 
 Screenshots land in test-artifacts/web/ (ignored by git) for people and CI to look at.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import hashlib
 import io
 import json
 import re
@@ -17,90 +14,34 @@ import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from face3d.service.app import create_app
-from face3d.service.config import load_settings
-from face3d.service.routes.web import WEB_DIR
-from scripts import vendor_three
 from scripts.photos import photo_bytes
-from tests.serving import PROBLEM, SECRET, Server, blank_png, start_server  # noqa: F401  (a fixture)
+from tests.serving import Server, blank_png, start_server  # noqa: F401  (start_server: a fixture)
 from tests.web_helpers import (
     CHROMIUM_ARGS,
+    READY_MS,
+    canvas_png,
     changed_share,
     chromium_path,
+    download,
+    drop_photo,
     foreground_share,
     morph_target_names,
+    open_signed_in,
     pixels,
     save,
+    token,
+    upload_astronaut,
     with_morph_targets,
 )
 
 FITTED = {"jawOpen": 0.3, "mouthSmileLeft": 0.0, "mouthSmileRight": 0.0, "browInnerUp": 0.2}
-READY_MS = 120_000
 # Generous waits: the 2-core CI machine is shared, and SwiftShader renders on those same cores.
 expect.set_options(timeout=20_000)
 
 
-# ------------------------------------------------------------------------------ files and headers
-def test_vendored_three_matches_its_pinned_tarball() -> None:
-    assert vendor_three.check() == []
-    index = (WEB_DIR / "index.html").read_text()
-    assert f"./web/vendor/three-{vendor_three.VERSION}/build/three.module.js" in index
-    licence = WEB_DIR / "vendor" / f"three-{vendor_three.VERSION}" / "LICENSE"
-    assert licence.read_text().startswith("The MIT License")
-
-
-def _app(tmp_path: Path, **overrides: object) -> Callable[..., list[httpx.Response]]:
-    """GET through the ASGI app (no socket, no lifespan: no workers needed): get(path, ...) -> responses."""
-    config = tmp_path / "api_config.yaml"
-    config.write_text(f"jwt_secret: {SECRET}\nresults_dir: {tmp_path / 'results'}\n")
-    app = create_app(load_settings(config, **overrides))
-
-    def get(*requests: str | tuple[str, dict[str, str]]) -> list[httpx.Response]:
-        async def go() -> list[httpx.Response]:
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-                pairs = [(r, {}) if isinstance(r, str) else r for r in requests]
-                return [await client.get(path, headers=headers) for path, headers in pairs]
-
-        return asyncio.run(go())
-
-    return get
-
-
-def test_page_headers_and_caching(tmp_path: Path) -> None:
-    get = _app(tmp_path)
-    (page,) = get("/")
-    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert page.headers["cache-control"] == "no-cache" and page.headers["etag"]
-    csp = page.headers["content-security-policy"]
-    import_map = re.search(r'<script type="importmap">(.*?)</script>', page.text, re.DOTALL)
-    assert import_map is not None
-    digest = base64.b64encode(hashlib.sha256(import_map.group(1).encode()).digest()).decode()
-    assert f"script-src 'self' 'sha256-{digest}'" in csp and "default-src 'none'" in csp
-    assert "unsafe" not in csp and "http" not in csp  # only this origin: no CDN, no eval
-    assert page.headers["referrer-policy"] == "no-referrer"
-    vendored = f"/web/vendor/three-{vendor_three.VERSION}/build/three.module.js"
-    revalidated, module, app_js, *missing = get(
-        ("/", {"If-None-Match": page.headers["etag"]}), vendored, "/web/app.js",
-        "/web/nope.js", "/web/../routes/web.py", "/web/%2e%2e/config.py", "/web/",
-    )  # fmt: skip
-    assert revalidated.status_code == 304
-    assert module.status_code == 200 and "javascript" in module.headers["content-type"]
-    assert module.headers["cache-control"] == "public, max-age=31536000, immutable"
-    assert app_js.headers["cache-control"] == "no-cache" and "content-security-policy" in app_js.headers
-    for answer in missing:
-        assert answer.status_code == 404 and answer.headers["content-type"].startswith(PROBLEM)
-
-
-def test_web_ui_false_serves_no_page(tmp_path: Path) -> None:
-    assert [r.status_code for r in _app(tmp_path, web_ui=False)("/", "/web/app.js")] == [404, 404]
-
-
-# ------------------------------------------------------------------------------- in a real browser
 @pytest.fixture(scope="module")
 def web_server(start_server: Callable[..., Server]) -> Server:  # noqa: F811
     # Info logs (one line per request), so the test can check that no token reaches them; a roomy
@@ -128,54 +69,6 @@ def page(browser: Browser) -> Iterator[Page]:
     context.close()
     # A problem answer the test provoked on purpose logs a failed resource; anything else is a bug.
     assert [e for e in errors if "the server responded with a status of" not in e] == []
-
-
-def token(server: Server, tenant: str = "web") -> str:
-    return server.token(tenant)["Authorization"].removeprefix("Bearer ")
-
-
-def open_signed_in(page: Page, server: Server) -> str:
-    """Open the page with a fresh token in the fragment; returns that token."""
-    fresh = token(server)
-    page.goto(f"{server.url}/#token={fresh}")
-    expect(page.locator("#upload")).to_be_visible()
-    assert "token" not in page.url  # read from the fragment, then stripped from the address bar
-    assert page.evaluate("sessionStorage.getItem('face3d.token')") == fresh
-    return fresh
-
-
-def upload_astronaut(page: Page, tmp_path: Path) -> None:
-    photo = tmp_path / "astronaut.jpg"
-    photo.write_bytes(photo_bytes("astronaut"))
-    page.set_input_files("#file", str(photo))
-    expect(page.locator("#viewer")).to_have_attribute("data-state", "ready", timeout=READY_MS)
-
-
-def drop_photo(page: Page, data: bytes) -> None:
-    """Drop ``data`` as a JPEG file on the drop zone, as a drag from the desktop does."""
-    transfer = page.evaluate_handle(
-        """(b64) => {
-            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-            const transfer = new DataTransfer();
-            transfer.items.add(new File([bytes], "dropped.jpg", { type: "image/jpeg" }));
-            return transfer;
-        }""",
-        base64.b64encode(data).decode(),
-    )
-    page.dispatch_event("#drop", "dragover", {"dataTransfer": transfer})
-    page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
-
-
-def canvas_png(page: Page) -> bytes:
-    return page.locator("#viewer canvas").screenshot()
-
-
-def download(page: Page, link: str) -> bytes:
-    with page.expect_download() as info:
-        page.click(link)
-    path = info.value.path()
-    assert path is not None
-    return Path(path).read_bytes()
 
 
 @pytest.mark.slow

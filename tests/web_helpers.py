@@ -1,4 +1,5 @@
-"""Helpers of tests/test_web.py: Debian's chromium under Playwright, pixel checks, a GLB with morph targets.
+"""Helpers of tests/test_web.py: Debian's chromium under Playwright, pixel checks, a GLB with morph
+targets, and the steps a user takes on the page (sign in, upload, drop, download).
 
 The browser is the system's ``chromium`` (apt-get install chromium; .ci/run does it), never a
 Playwright browser download. WebGL runs on SwiftShader, Chromium's CPU rasteriser, so the viewer
@@ -7,6 +8,7 @@ renders headless on machines without a GPU.
 
 from __future__ import annotations
 
+import base64
 import io
 import shutil
 from pathlib import Path
@@ -14,6 +16,10 @@ from pathlib import Path
 import numpy as np
 import pygltflib as gl
 from PIL import Image
+from playwright.sync_api import Page, expect
+
+from scripts.photos import photo_bytes
+from tests.serving import Server
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts" / "web"
@@ -29,6 +35,7 @@ CHROMIUM_ARGS = [
     "--enable-unsafe-swiftshader",
 ]
 VIEWER_RGB = (0x2A, 0x2F, 0x36)  # service/web/viewer.js BACKGROUND
+READY_MS = 120_000  # one reconstruction on the shared 2-core CI machine, rendered by SwiftShader
 
 
 def chromium_path() -> str:
@@ -131,3 +138,52 @@ def morph_target_names(glb: bytes) -> list[str]:
             count = len(mesh.primitives[0].targets or [])
             names += list(extras.get("targetNames", [str(i) for i in range(count)]))
     return names
+
+
+# ------------------------------------------------------------------------------ driving the page
+def token(server: Server, tenant: str = "web") -> str:
+    return server.token(tenant)["Authorization"].removeprefix("Bearer ")
+
+
+def open_signed_in(page: Page, server: Server) -> str:
+    """Open the page with a fresh token in the fragment; returns that token."""
+    fresh = token(server)
+    page.goto(f"{server.url}/#token={fresh}")
+    expect(page.locator("#upload")).to_be_visible()
+    assert "token" not in page.url  # read from the fragment, then stripped from the address bar
+    assert page.evaluate("sessionStorage.getItem('face3d.token')") == fresh
+    return fresh
+
+
+def upload_astronaut(page: Page, tmp_path: Path) -> None:
+    photo = tmp_path / "astronaut.jpg"
+    photo.write_bytes(photo_bytes("astronaut"))
+    page.set_input_files("#file", str(photo))
+    expect(page.locator("#viewer")).to_have_attribute("data-state", "ready", timeout=READY_MS)
+
+
+def drop_photo(page: Page, data: bytes) -> None:
+    """Drop ``data`` as a JPEG file on the drop zone, as a drag from the desktop does."""
+    transfer = page.evaluate_handle(
+        """(b64) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], "dropped.jpg", { type: "image/jpeg" }));
+            return transfer;
+        }""",
+        base64.b64encode(data).decode(),
+    )
+    page.dispatch_event("#drop", "dragover", {"dataTransfer": transfer})
+    page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
+
+
+def canvas_png(page: Page) -> bytes:
+    return page.locator("#viewer canvas").screenshot()
+
+
+def download(page: Page, link: str) -> bytes:
+    with page.expect_download() as info:
+        page.click(link)
+    path = info.value.path()
+    assert path is not None
+    return Path(path).read_bytes()

@@ -1,0 +1,74 @@
+"""The web page's files and headers at ``/`` through the ASGI app (fast: no socket, no workers, no
+browser); tests/test_web.py drives the page in a real browser."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from face3d.service.app import create_app
+from face3d.service.config import load_settings
+from face3d.service.routes.web import WEB_DIR
+from scripts import vendor_three
+from tests.serving import PROBLEM, SECRET
+
+
+def test_vendored_three_matches_its_pinned_tarball() -> None:
+    assert vendor_three.check() == []
+    index = (WEB_DIR / "index.html").read_text()
+    assert f"./web/vendor/three-{vendor_three.VERSION}/build/three.module.js" in index
+    licence = WEB_DIR / "vendor" / f"three-{vendor_three.VERSION}" / "LICENSE"
+    assert licence.read_text().startswith("The MIT License")
+
+
+def _app(tmp_path: Path, **overrides: object) -> Callable[..., list[httpx.Response]]:
+    """GET through the ASGI app (no socket, no lifespan: no workers needed): get(path, ...) -> responses."""
+    config = tmp_path / "api_config.yaml"
+    config.write_text(f"jwt_secret: {SECRET}\nresults_dir: {tmp_path / 'results'}\n")
+    app = create_app(load_settings(config, **overrides))
+
+    def get(*requests: str | tuple[str, dict[str, str]]) -> list[httpx.Response]:
+        async def go() -> list[httpx.Response]:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                pairs = [(r, {}) if isinstance(r, str) else r for r in requests]
+                return [await client.get(path, headers=headers) for path, headers in pairs]
+
+        return asyncio.run(go())
+
+    return get
+
+
+def test_page_headers_and_caching(tmp_path: Path) -> None:
+    get = _app(tmp_path)
+    (page,) = get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.headers["cache-control"] == "no-cache" and page.headers["etag"]
+    csp = page.headers["content-security-policy"]
+    import_map = re.search(r'<script type="importmap">(.*?)</script>', page.text, re.DOTALL)
+    assert import_map is not None
+    digest = base64.b64encode(hashlib.sha256(import_map.group(1).encode()).digest()).decode()
+    assert f"script-src 'self' 'sha256-{digest}'" in csp and "default-src 'none'" in csp
+    assert "unsafe" not in csp and "http" not in csp  # only this origin: no CDN, no eval
+    assert page.headers["referrer-policy"] == "no-referrer"
+    vendored = f"/web/vendor/three-{vendor_three.VERSION}/build/three.module.js"
+    revalidated, module, app_js, *missing = get(
+        ("/", {"If-None-Match": page.headers["etag"]}), vendored, "/web/app.js",
+        "/web/nope.js", "/web/../routes/web.py", "/web/%2e%2e/config.py", "/web/",
+    )  # fmt: skip
+    assert revalidated.status_code == 304
+    assert module.status_code == 200 and "javascript" in module.headers["content-type"]
+    assert module.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert app_js.headers["cache-control"] == "no-cache" and "content-security-policy" in app_js.headers
+    for answer in missing:
+        assert answer.status_code == 404 and answer.headers["content-type"].startswith(PROBLEM)
+
+
+def test_web_ui_false_serves_no_page(tmp_path: Path) -> None:
+    assert [r.status_code for r in _app(tmp_path, web_ui=False)("/", "/web/app.js")] == [404, 404]
