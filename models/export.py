@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import fpng
 import numpy as np
 import pygltflib as gl
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from face3d.models.ibug68 import ibug68
-from face3d.models.ict_export import draw_head, model_json, to_head_glb, to_head_obj
+from face3d.models.ict_export import model_json, to_head_glb, to_head_obj
 from face3d.models.ict_topology import HeadTopology
 from face3d.models.mesh_normals import vertex_normals
+from face3d.models.preview import render_preview
 from face3d.models.reconstruction import Face, Reconstruction
 from face3d.models.serialize import pad4, rounded
 
@@ -38,7 +39,6 @@ TextureFormat = Literal["png", "jpeg"]
 FORMATS = frozenset({"obj", "png", "glb", "json", "preview"})
 TEXTURE_EXT = {"png": "png", "jpeg": "jpg"}
 TEXTURE_MIME = {"png": "image/png", "jpeg": "image/jpeg"}
-PREVIEW_MAX_SIDE = 1024
 RESULT_SCHEMA = "face3d.result/1"
 
 _OBJ_HEADER = """\
@@ -225,35 +225,6 @@ def result_json(
 def dump_json(doc: dict[str, Any]) -> bytes:
     """Compact UTF-8 JSON bytes of a result document."""
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
-def render_preview(
-    image: np.ndarray, rec: Reconstruction, topology: Topology, max_side: int = PREVIEW_MAX_SIDE
-) -> bytes:
-    """PNG of the photo, downscaled to <= max_side, with each face's mesh wireframe and box drawn on it."""
-    height, width = image.shape[:2]
-    canvas = Image.fromarray(image)
-    scale = min(1.0, max_side / max(height, width))
-    if scale < 1.0:
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        canvas = canvas.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
-    sx, sy = canvas.width / width, canvas.height / height
-    draw = ImageDraw.Draw(canvas, "RGBA")  # translucent edges: the face stays visible under its mesh
-    if not isinstance(topology, HeadTopology):
-        pairs = np.asarray(topology.triangles)[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
-        edges = np.unique(np.sort(pairs, axis=1), axis=0)
-    stroke = max(1, round(max(canvas.size) / 700))
-    for face in rec.faces:
-        if isinstance(topology, HeadTopology):  # the fitted head, posed into the photo
-            draw_head(draw, face, topology, sx, sy)
-        else:
-            points = np.asarray(face.landmarks, dtype=np.float64)[:, :2] * (sx, sy)
-            for segment in points[edges].reshape(-1, 4).tolist():
-                draw.line(segment, fill=(0, 255, 120, 140), width=1)
-        x0, y0, x1, y1 = face.bbox
-        draw.rectangle((x0 * sx, y0 * sy, x1 * sx, y1 * sy), outline=(255, 210, 0), width=stroke)
-        draw.text((x0 * sx + 2, max(0.0, y0 * sy - 12)), f"{face.score:.2f}", fill=(255, 210, 0))
-    return fpng.from_ndarray(np.asarray(canvas))
 
 
 def export_files(

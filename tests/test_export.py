@@ -18,13 +18,13 @@ from face3d.models.assets import asset_path
 from face3d.models.export import (
     encode_texture,
     export_files,
-    render_preview,
     result_json,
     to_glb,
     to_obj,
 )
 from face3d.models.ibug68 import IBUG68_FROM_MEDIAPIPE, REGIONS, ibug68
 from face3d.models.mesh_normals import vertex_normals
+from face3d.models.preview import render_preview
 from face3d.models.reconstruction import Face, Pose, Reconstruction
 from face3d.models.topology import Topology, load_topology
 from face3d.service.config import default_cache_dir
