@@ -1,4 +1,5 @@
-"""Shared test set-up: a clean FACE3D_* environment and the engine built once per session."""
+"""Shared test set-up: a clean FACE3D_* environment, the engine built once per session, and the
+HS256 settings the auth tests sign against."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from face3d.service.config import default_cache_dir
+from face3d.service.config import Settings, default_cache_dir
+from tests.auth_helpers import SECRET
 
 
 @pytest.fixture(autouse=True)
@@ -32,3 +34,9 @@ def engine(weights_cache: Path):
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     return Engine(device="cpu", cache_dir=weights_cache)
+
+
+@pytest.fixture
+def hs() -> Settings:
+    """Settings that verify HS256 tokens signed with tests/auth_helpers.py's SECRET."""
+    return Settings(jwt_secret=SECRET)
