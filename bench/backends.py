@@ -2,7 +2,8 @@
 
 Each backend runs the service's own path (models/pipeline.py: decode -> backend.reconstruct ->
 export_result with formats obj,glb,png) on the same photo in the same process, one after the
-other; p50 and p90 per stage and in total. Nets eager, or with ``--compiled`` the AOTInductor
+other; p50 and p90 per stage and in total, and the encode stage split into the PNG texture and what
+the OBJ and the GLB each add (p50). Nets eager, or with ``--compiled`` the AOTInductor
 packages a worker would install (from the weights cache's ``compiled/`` folder, built there first
 when missing; a package that crashes on load is replaced by ``torch.compile``, as in the worker), or
 with ``--jit`` each net ``torch.compile``-d in process (where packages are known to crash). The
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import time
 from pathlib import Path
 
@@ -45,6 +47,19 @@ def run_once(pipeline: Pipeline, jpeg: bytes, options: ReconstructOptions) -> di
     return {**stages, "encode": item.exported.encode_ms, "total": total}
 
 
+def encode_split(pipeline: Pipeline, jpeg: bytes, uv_size: int, runs: int) -> dict[str, float]:
+    """p50 ms of the export with the texture alone, and what the OBJ and the GLB each add to it."""
+    image = pipeline.decode(jpeg)
+    (rec,) = pipeline.reconstruct([image], ReconstructOptions(uv_size=uv_size))
+
+    def p50(*formats: str) -> float:
+        options = ReconstructOptions(uv_size=uv_size, formats=frozenset(formats))
+        return statistics.median(pipeline.export(rec, image, options).encode_ms for _ in range(runs))
+
+    png = p50("png")
+    return {"png": png, "obj": p50("png", "obj") - png, "glb": p50("png", "glb") - png}
+
+
 def bench_backend(name: str, jpeg: bytes, args: argparse.Namespace) -> dict[str, dict[str, float]]:
     backend = create_backend(name, BackendConfig(cache_dir=default_cache_dir(), buckets=(1,)))
     backend.load(args.device)
@@ -58,7 +73,8 @@ def bench_backend(name: str, jpeg: bytes, args: argparse.Namespace) -> dict[str,
     options = ReconstructOptions(uv_size=args.uv_size, formats=frozenset({"obj", "glb", "png"}))
     for _ in range(3):
         run_once(pipeline, jpeg, options)
-    return summarise([run_once(pipeline, jpeg, options) for _ in range(args.runs)], STAGES)
+    stages = summarise([run_once(pipeline, jpeg, options) for _ in range(args.runs)], STAGES)
+    return {**stages, "encode split": encode_split(pipeline, jpeg, args.uv_size, args.runs)}
 
 
 def main() -> int:
@@ -90,6 +106,9 @@ def main() -> int:
         print(
             f"{key:<12}" + "".join(f"{r[key]['p50']:>16.1f}{r[key]['p90']:>8.1f}" for r in results.values())
         )
+    for part in ("png", "obj", "glb"):
+        split = "".join(f"{r['encode split'][part]:>16.1f}{'':>8}" for r in results.values())
+        print(f"{'  ' + part:<12}{split}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         doc = {"args": {k: str(v) for k, v in vars(args).items()}, "load": load, "results": results}

@@ -28,11 +28,12 @@ from face3d.models.assets import MEDIAPIPE_VERSION, weight_hashes, weight_invent
 from face3d.models.blendshapes import BLENDSHAPE_NAMES
 from face3d.models.blendshapes import MODEL_FILE as BLENDSHAPES_FILE
 from face3d.models.blendshapes import as_dict as blendshape_dict
+from face3d.models.compiled import net_layout
 from face3d.models.detector import letterbox, load_face_detector, pad_images, select_faces
 from face3d.models.landmark_stage import LandmarkStage
 from face3d.models.pose import fit_pose
 from face3d.models.reconstruction import Face, Reconstruction, face_from_host, per_image
-from face3d.models.runners import Net, NetRunners, net_layout
+from face3d.models.runners import Net, NetRunners
 from face3d.models.texture import TextureBaker
 from face3d.models.topology import load_topology
 

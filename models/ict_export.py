@@ -107,6 +107,12 @@ _FLOAT, _USHORT, _UINT = 5126, 5123, 5125
 _ARRAY, _ELEMENTS = 34962, 34963
 
 
+def _buffer_view(offset: int, size: int, target: int | None) -> dict[str, int]:
+    """One glTF buffer view into the single buffer; ``target`` only for vertex and index data."""
+    view = {"buffer": 0, "byteOffset": offset, "byteLength": size}
+    return view if target is None else view | {"target": target}
+
+
 @cache
 def _static_glb(topology: HeadTopology) -> tuple[bytes, list[dict], list[dict], int]:
     """What every head GLB shares, built once per process: the leading part of the binary chunk
@@ -137,10 +143,7 @@ def _static_glb(topology: HeadTopology) -> tuple[bytes, list[dict], list[dict], 
         })  # fmt: skip
     views, blob, offset = [], [], 0
     for payload, target in payloads:
-        view = {"buffer": 0, "byteOffset": offset, "byteLength": len(payload)}
-        if target is not None:
-            view["target"] = target
-        views.append(view)
+        views.append(_buffer_view(offset, len(payload), target))
         blob.append(pad4(payload))
         offset += len(blob[-1])
     return b"".join(blob), views, accessors, offset
@@ -173,10 +176,7 @@ def to_head_glb(
     normals = head_normals(base, topology).ravel().take(take).astype("<f4", copy=False)
     views = []
     for size, target in ((positions.nbytes, _ARRAY), (normals.nbytes, _ARRAY), (len(texture_bytes), None)):
-        view = {"buffer": 0, "byteOffset": offset, "byteLength": size}
-        if target is not None:
-            view["target"] = target
-        views.append(view)
+        views.append(_buffer_view(offset, size, target))
         offset += size + (-size % 4)
     n, first = len(positions), len(static_views)
     accessors = [

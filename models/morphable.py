@@ -90,10 +90,6 @@ class IctModel:
             out += np.tensordot(np.asarray(expression, np.float32), self.expression, axes=1)
         return out
 
-    def part_vertices(self, name: str) -> np.ndarray:
-        """Vertex ids of one part (see ``part_names``)."""
-        return np.flatnonzero(self.vertex_part == self.part_names.index(name))
-
     @property
     def blendshape_index(self) -> np.ndarray:
         """(53,) index into MEDIAPIPE_BLENDSHAPES for each ICT expression (see mediapipe_name_for)."""

@@ -31,6 +31,11 @@ JOB_S_WEIGHT = 0.2  # of the newest job in the moving average of the work per jo
 _NOT_WORK = frozenset({"queue", "encode"})  # waiting, and encoding (overlaps the next batch)
 
 
+def shutting_down() -> Problem:
+    """The 503 for work that arrives, or is still queued, once the pool drains."""
+    return Problem("unavailable", "the service is shutting down", headers={"Retry-After": "1"})
+
+
 class Admission(Supervisor):
     """One bounded admission queue in front of the workers; jobs go to the least busy ready one."""
 
@@ -46,7 +51,7 @@ class Admission(Supervisor):
         wait over ``max_queue_wait_s``); cheap, so routes call it before reading an upload, which an
         overloaded server should not pay for."""
         if self._draining:
-            raise Problem("unavailable", "the service is shutting down", headers={"Retry-After": "1"})
+            raise shutting_down()
         if not self.serving:
             raise Problem(
                 "unavailable",

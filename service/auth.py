@@ -30,15 +30,13 @@ import jwt
 
 from face3d.service.config import Settings
 from face3d.service.keys import jwks_keys, public_key
-from face3d.service.problems import Problem
+from face3d.service.problems import Problem, unauthorized
 
 SCOPE_RECONSTRUCT = "reconstruct"
 SCOPE_RESULTS_READ = "results:read"
 SCOPE_RESULTS_DELETE = "results:delete"
 SCOPE_ADMIN = "admin"
 SCOPES = frozenset({SCOPE_RECONSTRUCT, SCOPE_RESULTS_READ, SCOPE_RESULTS_DELETE, SCOPE_ADMIN})
-
-_BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +55,6 @@ class Principal:
 
 DEV_PRINCIPAL = Principal(tenant="dev", scopes=SCOPES)
 """The caller assumed for every request when ``auth_disabled_dev`` is on."""
-
-
-def unauthorized(detail: str) -> Problem:
-    return Problem("unauthorized", detail, headers=dict(_BEARER_CHALLENGE))
 
 
 def require_scope(principal: Principal, scope: str) -> None:

@@ -29,12 +29,11 @@ from face3d.service.auth import (
     SCOPE_RESULTS_READ,
     Principal,
     require_scope,
-    unauthorized,
     verify_token,
 )
 from face3d.service.config import Settings
 from face3d.service.pool import WorkerPool
-from face3d.service.problems import Problem
+from face3d.service.problems import Problem, unauthorized
 from face3d.service.quota import Quota
 from face3d.service.storage import ResultStore
 from face3d.service.uploads import UploadBudget

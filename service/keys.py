@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from face3d.service.config import Settings
-from face3d.service.problems import Problem
+from face3d.service.problems import Problem, unauthorized
 
 log = logging.getLogger("face3d.service.auth")
 
@@ -119,11 +119,7 @@ class JwksKeys:
                 self._refresh(now)
             key = self._keys.get(kid)
         if key is None:
-            raise Problem(
-                "unauthorized",
-                "invalid token: unknown signing key",
-                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-            )
+            raise unauthorized("invalid token: unknown signing key")
         return key
 
 

@@ -19,8 +19,7 @@ import asyncio
 import time
 from typing import Any
 
-from face3d.service.admission import Admission
-from face3d.service.problems import Problem
+from face3d.service.admission import Admission, shutting_down
 from face3d.service.schemas import WorkerReadiness, WorkerStatus
 
 
@@ -39,7 +38,7 @@ class WorkerPool(Admission):
         while self._pending and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         for pending in list(self._pending.values()):
-            pending.fail(Problem("unavailable", "the service is shutting down", headers={"Retry-After": "1"}))
+            pending.fail(shutting_down())
         await self._stop_workers(deadline)
 
     @property

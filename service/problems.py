@@ -107,6 +107,14 @@ class Problem(Exception):
         return body
 
 
+BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+
+
+def unauthorized(detail: str) -> Problem:
+    """401 with the Bearer challenge RFC 6750 asks for: every token or key failure answers this way."""
+    return Problem("unauthorized", detail, headers=dict(BEARER_CHALLENGE))
+
+
 def problem_response(problem: Problem, instance: str | None = None) -> Response:
     """Render ``problem`` as an ``application/problem+json`` response with its headers."""
     return JSONResponse(

@@ -5,8 +5,10 @@ must look (401 problem, Bearer challenge, a message that names the reason)."""
 from __future__ import annotations
 
 import base64
+import json
 import time
 
+import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
@@ -27,6 +29,11 @@ def pem_public(key) -> bytes:
     return key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+
+
+def jwk_of(key, kid: str) -> dict:
+    """The public JWK of an EC private key, as a JWKS endpoint lists it (``kid``, ``use``: sig)."""
+    return json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key())) | {"kid": kid, "use": "sig"}
 
 
 def claims(**over) -> dict:

@@ -19,7 +19,6 @@ class Outcome:
     status: int | str  # HTTP status, or the transport error's class name
     seconds: float
     retry_after: str | None = None
-    server_s: float | None = None  # the server's own time (Server-Timing)
 
 
 @dataclass
@@ -78,7 +77,6 @@ def percentile(values: list[float], q: int) -> float:
 def open_loop(url: str, headers: dict[str, str], photo: bytes, rate: float, seconds: float) -> list[Outcome]:
     """Requests at a fixed ``rate`` per second for ``seconds``, whatever the answers (offered load,
     not a closed loop)."""
-    import re
     from concurrent.futures import ThreadPoolExecutor
 
     outcomes: list[Outcome] = []
@@ -90,10 +88,8 @@ def open_loop(url: str, headers: dict[str, str], photo: bytes, rate: float, seco
             try:
                 response = client.post("/v1/reconstruct", params={"formats": "json"}, content=photo,
                                        headers={"Content-Type": "image/jpeg"})  # fmt: skip
-                timing = re.search(r"dur=([\d.]+)", response.headers.get("server-timing", ""))
                 outcomes.append(Outcome(response.status_code, time.perf_counter() - start,
-                                        response.headers.get("retry-after"),
-                                        float(timing.group(1)) / 1000 if timing else None))  # fmt: skip
+                                        response.headers.get("retry-after")))  # fmt: skip
             except httpx.TransportError as exc:
                 outcomes.append(Outcome(type(exc).__name__, time.perf_counter() - start))
 

@@ -210,6 +210,17 @@ def hardened(tmp_path_factory: pytest.TempPathFactory) -> Server:
 
 
 # ------------------------------------------------------------------------------------ helpers
+def mesh_sizes() -> tuple[int, int, int]:
+    """(OBJ vertices, triangles, vertices once split at UV seams) of the default backend's meshes."""
+    from face3d.models.backends import backend_class
+    from face3d.service.config import Settings
+
+    topology = backend_class(Settings.model_fields["backend"].default).load_topology()
+    if hasattr(topology, "gl_vertex"):  # the ict head: UV seams split vertices
+        return topology.vertex_count, len(topology.triangles), len(topology.gl_vertex)
+    return len(topology.uvs), len(topology.triangles), len(topology.uvs)
+
+
 def blank_png(size: int = 320) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (size, size), (128, 128, 128)).save(buf, "PNG")

@@ -32,6 +32,7 @@ from tests.serving import (  # noqa: F401  (start_server: a fixture, the one ``s
     assert_problem,
     astronaut,
     blank_png,
+    mesh_sizes,
     post_image,
     post_raw,
     start_server,
@@ -53,17 +54,6 @@ def test_health_models_and_request_id(server: Server) -> None:  # noqa: F811
     assert body["model"]["device"] == "cpu"
     assert body["workers"][0]["ready"] and body["workers"][0]["pid"] > 0
     assert httpx.get(f"{server.url}/livez").headers["x-request-id"]  # generated when absent
-
-
-def mesh_sizes() -> tuple[int, int, int]:
-    """(OBJ vertices, triangles, vertices once split at UV seams) of the default backend's meshes."""
-    from face3d.models.backends import backend_class
-    from face3d.service.config import Settings
-
-    topology = backend_class(Settings.model_fields["backend"].default).load_topology()
-    if hasattr(topology, "gl_vertex"):  # the ict head: UV seams split vertices
-        return topology.vertex_count, len(topology.triangles), len(topology.gl_vertex)
-    return len(topology.uvs), len(topology.triangles), len(topology.uvs)
 
 
 def test_reconstruct_json_then_fetch_every_file(server: Server) -> None:  # noqa: F811

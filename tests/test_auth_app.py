@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import threading
@@ -18,6 +17,7 @@ from face3d.service.deps import ReconstructCaller, TenantQuota
 from face3d.service.logs import JsonFormatter
 from face3d.service.problems import Problem, install_handlers
 from face3d.service.quota import LocalQuota as QuotaLimiter
+from tests.asgi import asgi_requests
 
 
 def test_quota_token_bucket() -> None:
@@ -82,13 +82,7 @@ def app(hs: Settings) -> FastAPI:
 
 def post_all(app: FastAPI, path: str, headers_list: list[dict[str, str]]) -> list[httpx.Response]:
     """POST ``path`` once per headers dict, in order, through the ASGI app (no socket needed)."""
-
-    async def go() -> list[httpx.Response]:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            return [await client.post(path, headers=headers) for headers in headers_list]
-
-    return asyncio.run(go())
+    return asgi_requests(app, *[("POST", path, headers) for headers in headers_list])
 
 
 def test_dependency_maps_auth_to_problem_json(app: FastAPI, hs: Settings) -> None:
@@ -109,12 +103,7 @@ def test_dependency_maps_auth_to_problem_json(app: FastAPI, hs: Settings) -> Non
 
 
 def test_unexpected_errors_are_problem_json_without_internals(app: FastAPI) -> None:
-    async def go() -> httpx.Response:
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            return await client.post("/crash")
-
-    response = asyncio.run(go())
+    (response,) = asgi_requests(app, ("POST", "/crash", {}), raise_app_exceptions=False)
     assert response.status_code == 500 and response.headers["content-type"] == "application/problem+json"
     assert response.json()["type"].endswith("/internal") and "secret" not in response.text
 

@@ -15,15 +15,14 @@ from face3d.service.auth import verify_token
 from face3d.service.config import Settings
 from face3d.service.keys import JwksKeys
 from face3d.service.problems import Problem
-from tests.auth_helpers import b64, claims, rejected
+from tests.auth_helpers import b64, claims, jwk_of, rejected
 from tests.jwks_endpoint import JwksEndpoint
 
 
 @pytest.fixture
 def jwks_setup() -> Iterator[tuple[Settings, ec.EllipticCurvePrivateKey, JwksEndpoint]]:
     key = ec.generate_private_key(ec.SECP256R1())
-    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
-    server = JwksEndpoint([jwk | {"kid": "k1", "use": "sig", "alg": "ES256"}])
+    server = JwksEndpoint([jwk_of(key, "k1") | {"alg": "ES256"}])
     yield Settings(jwt_algorithms=("ES256",), jwt_jwks_url=server.url), key, server
     server.close()
 
@@ -41,20 +40,16 @@ def test_jwks(jwks_setup: tuple[Settings, ec.EllipticCurvePrivateKey, JwksEndpoi
     )
 
 
-def _jwk(key, kid: str) -> dict:
-    return json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key())) | {"kid": kid, "use": "sig"}
-
-
 def test_jwks_keys_expire_with_the_key_set() -> None:
     """PyJWKClient(cache_keys=True) trusted a revoked key until restart; here it lasts cache_s."""
     key = ec.generate_private_key(ec.SECP256R1())
-    served = {"keys": [_jwk(key, "k1")]}
+    served = {"keys": [jwk_of(key, "k1")]}
     now = [0.0]
     keys = JwksKeys(
         "https://idp.test/jwks", cache_s=300, refetch_s=30, fetch=lambda: served, clock=lambda: now[0]
     )
     assert keys.key("k1") is not None and keys.fetches == 1
-    served = {"keys": [_jwk(ec.generate_private_key(ec.SECP256R1()), "k2")]}  # k1 revoked at the IdP
+    served = {"keys": [jwk_of(ec.generate_private_key(ec.SECP256R1()), "k2")]}  # k1 revoked at the IdP
     now[0] = 299.0
     assert keys.key("k1") is not None  # still within the key set's lifetime
     now[0] = 300.0
@@ -68,7 +63,7 @@ def test_jwks_unknown_kids_refetch_at_most_once_per_cooldown() -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     now = [0.0]
     keys = JwksKeys(
-        "https://idp.test/jwks", cache_s=300, refetch_s=30, fetch=lambda: {"keys": [_jwk(key, "k1")]},
+        "https://idp.test/jwks", cache_s=300, refetch_s=30, fetch=lambda: {"keys": [jwk_of(key, "k1")]},
         clock=lambda: now[0],
     )  # fmt: skip
     for i in range(1000):
@@ -91,7 +86,7 @@ def test_jwks_outage_never_extends_trust() -> None:
         if not up[0]:
             raise jwt.PyJWKClientConnectionError("down")
         weak = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(weak_rsa.public_key())) | {"kid": "weak"}
-        return {"keys": [_jwk(key, "k1"), weak]}
+        return {"keys": [jwk_of(key, "k1"), weak]}
 
     now = [0.0]
     keys = JwksKeys("https://idp.test/jwks", cache_s=60, refetch_s=10, fetch=fetch, clock=lambda: now[0])

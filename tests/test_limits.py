@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from face3d.service.middleware import MAX_HEADER_BYTES, RequestContext
 from face3d.service.problems import Problem, install_handlers
 from face3d.service.uploads import UploadBudget
+from tests.asgi import asgi_requests
 
 
 def _app(max_inflight: int) -> tuple[FastAPI, asyncio.Event]:
@@ -53,13 +54,8 @@ def test_requests_beyond_the_inflight_limit_get_503_at_once() -> None:
 
 
 def test_oversized_headers_get_431() -> None:
-    async def scenario() -> httpx.Response:
-        app, _ = _app(max_inflight=10)
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            return await client.get("/livez", headers={"X-Big": "v" * (MAX_HEADER_BYTES + 1)})
-
-    response = asyncio.run(scenario())
+    app, _ = _app(max_inflight=10)
+    (response,) = asgi_requests(app, ("GET", "/livez", {"X-Big": "v" * (MAX_HEADER_BYTES + 1)}))
     assert response.status_code == 431 and response.json()["type"].endswith("/headers-too-large")
 
 

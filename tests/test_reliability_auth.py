@@ -4,7 +4,6 @@ the identity provider at most one JWKS fetch per cooldown."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -17,18 +16,14 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from tests.auth_helpers import b64, jwk_of, pem_private, pem_public
 from tests.figures import record
 from tests.jwks_endpoint import JwksEndpoint
 from tests.serving import SECRET, Server, astronaut, hardened, launch  # noqa: F401  (hardened: a fixture)
 
 pytestmark = [pytest.mark.slow, pytest.mark.reliability]
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def claims(**over: Any) -> dict[str, Any]:
@@ -118,22 +113,17 @@ def test_hs_server_refuses_every_attack(hardened: Server) -> None:  # noqa: F811
 
 
 EC_KEY = ec.generate_private_key(ec.SECP256R1())
-PUBLIC_PEM = EC_KEY.public_key().public_bytes(
-    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-)
+PUBLIC_PEM = pem_public(EC_KEY)
 
 
 @pytest.fixture(scope="module")
 def jwks_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, JwksEndpoint]]:
-    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(EC_KEY.public_key())) | {"kid": "k1", "use": "sig"}
-    endpoint = JwksEndpoint([jwk])
+    endpoint = JwksEndpoint([jwk_of(EC_KEY, "k1")])
     server = launch(
         tmp_path_factory.mktemp("jwks"), jwt_secret="", jwt_algorithms=["ES256"], jwt_jwks_url=endpoint.url,
         jwt_jwks_refetch_s=30,
     )  # fmt: skip
-    server.private_key = EC_KEY.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
+    server.private_key = pem_private(EC_KEY)
     server.kid = "k1"
     try:
         server.wait_ready()

@@ -3,7 +3,6 @@ browser); tests/test_web.py drives the page in a real browser."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import re
@@ -16,6 +15,7 @@ from face3d.service.app import create_app
 from face3d.service.config import load_settings
 from face3d.service.routes.web import WEB_DIR
 from scripts import vendor_three
+from tests.asgi import asgi_requests
 from tests.serving import PROBLEM, SECRET
 
 
@@ -34,13 +34,8 @@ def _app(tmp_path: Path, **overrides: object) -> Callable[..., list[httpx.Respon
     app = create_app(load_settings(config, **overrides))
 
     def get(*requests: str | tuple[str, dict[str, str]]) -> list[httpx.Response]:
-        async def go() -> list[httpx.Response]:
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-                pairs = [(r, {}) if isinstance(r, str) else r for r in requests]
-                return [await client.get(path, headers=headers) for path, headers in pairs]
-
-        return asyncio.run(go())
+        pairs = [(r, {}) if isinstance(r, str) else r for r in requests]
+        return asgi_requests(app, *[("GET", path, headers) for path, headers in pairs])
 
     return get
 
