@@ -29,10 +29,10 @@ import torch
 
 from bench.engine import _cpu_name, summarise, test_jpeg
 from face3d.models.backends import BackendConfig, create_backend
-from face3d.models.compiled import CompiledStore, jit_compile
 from face3d.models.pipeline import Pipeline, ReconstructOptions
-from face3d.service.compiler import compile_all
+from face3d.models.runtime.aot import CompiledStore, jit_compile
 from face3d.service.config import default_cache_dir
+from face3d.service.workers.background_compile import compile_all
 
 STAGES = ("decode", "detect", "landmarks", "bake", "encode", "total")
 

@@ -4,7 +4,7 @@ Paths, measured in the same run on the same photo:
   naive     eager nets, the bake's texel map rebuilt and sampled at full uv_size every call,
             Pillow's default PNG encoder
   eager     the engine as shipped, nets eager (what a worker serves until its packages are in)
-  compiled  the engine with its AOTInductor packages installed (models/compiled.py; built into the
+  compiled  the engine with its AOTInductor packages installed (models/runtime/aot.py; built into the
             weights cache's compiled/ folder on the first run, loaded afterwards)
   +graphs   on CUDA: the same with each net replayed from a per-bucket CUDA graph
 
@@ -32,11 +32,11 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from face3d.models.compiled import CompiledStore, artifact_key
-from face3d.models.engine import Engine
-from face3d.models.export import encode_texture, to_obj
+from face3d.models.backends.facemesh.bake import TextureBaker
+from face3d.models.export.files import encode_texture, to_obj
 from face3d.models.imageio import decode_image
-from face3d.models.texture import TextureBaker
+from face3d.models.nets.frontend import Engine
+from face3d.models.runtime.aot import CompiledStore, artifact_key
 from face3d.service.config import default_cache_dir
 from scripts.photos import photo
 

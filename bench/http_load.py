@@ -115,7 +115,7 @@ def free_port() -> int:
 def local_server(
     args: argparse.Namespace,
     *,
-    module: str = "face3d.service.cli",
+    module: str = "face3d.service.cli.main",
     cwd: Path = ROOT,
     extra_config: dict[str, Any] | None = None,
     extra_env: dict[str, str] | None = None,

@@ -1,4 +1,4 @@
-"""Benchmark of the ICT head fit (models/ict_fit.py): milliseconds per face, batched.
+"""Benchmark of the ICT head fit (models/backends/ict/fit.py): milliseconds per face, batched.
 
 Landmarks are synthesised from random ICT heads (identity ~ N(0, 1), sparse expressions in [0, 1],
 yaw/pitch/roll within ±35/20/20 degrees, 6-15 px per cm, 0.5 px noise), then fitted; prints the
@@ -17,9 +17,9 @@ import time
 
 import torch
 
-from face3d.models.ict_fit import IctFitter
-from face3d.models.morphable import load_ict_model, load_mediapipe_correspondence
-from face3d.models.pose import PoseFit
+from face3d.models.backends.ict.fit import IctFitter
+from face3d.models.backends.ict.model import load_ict_model, load_mediapipe_correspondence
+from face3d.models.geometry.pose import PoseFit
 
 
 def random_faces(fitter: IctFitter, faces: int, noise_px: float, seed: int = 0):
@@ -41,7 +41,7 @@ def random_faces(fitter: IctFitter, faces: int, noise_px: float, seed: int = 0):
 
 
 def euler_rotation(angles: torch.Tensor) -> torch.Tensor:
-    """(F, 3) yaw, pitch, roll (radians) -> R = Ry(yaw) Rx(pitch) Rz(roll), as models/pose.py."""
+    """(F, 3) yaw, pitch, roll (radians) -> R = Ry(yaw) Rx(pitch) Rz(roll), as models/geometry/pose.py."""
     c, s = angles.cos(), angles.sin()
     one, zero = torch.ones_like(c[:, 0]), torch.zeros_like(c[:, 0])
     ry = torch.stack([c[:, 0], zero, s[:, 0], zero, one, zero, -s[:, 0], zero, c[:, 0]], 1).view(-1, 3, 3)

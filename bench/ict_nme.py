@@ -5,7 +5,7 @@ takeo: 68 iBUG points each), each photo goes through the ``ict`` backend; for th
 annotation two sets of 68 points are scored with bench/landmark_accuracy.py's NME (mean point error
 over the square root of the annotation's bounding-box area):
 
-* ``mapped``: the landmark net's 478 points mapped to iBUG-68 (models/ibug68.py) -- what facemesh
+* ``mapped``: the landmark net's 478 points mapped to iBUG-68 (models/geometry/ibug68.py) -- what facemesh
   reports as ``landmarks_68``;
 * ``model``: ICT's own 68 landmark vertices of the fitted head, projected into the photo
   (``landmarks_68_model``) -- a fitted morphable model's answer, constrained to plausible faces.
@@ -26,7 +26,7 @@ import torch
 
 from bench.landmark_accuracy import annotated_views, nme
 from face3d.models.backends import BackendConfig, create_backend
-from face3d.models.ibug68 import ibug68
+from face3d.models.geometry.ibug68 import ibug68
 from face3d.service.config import default_cache_dir
 from scripts.annotated_photos import IBUG68_PHOTOS, annotated_photo
 

@@ -3,7 +3,7 @@
 For each net (V1 468: face_landmark.tflite; V1 478: face_landmark_with_attention.tflite; V2:
 the Face Landmarker's face_landmarks_detector.tflite), each photo of scripts/annotated_photos.py with
 68 iBUG points (breakingbad, einstein, lenna, takeo) goes through detection and the net's own ROI
-convention; the face nearest the annotation is mapped to iBUG-68 (models/ibug68.py) and scored by
+convention; the face nearest the annotation is mapped to iBUG-68 (models/geometry/ibug68.py) and scored by
 
     NME = mean point error / sqrt(width * height of the annotated points' bounding box)
 
@@ -36,10 +36,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from face3d.models.blendshapes import BLENDSHAPE_NAMES, load_blendshapes
-from face3d.models.detector import FaceDetector, letterbox, load_face_detector, pad_images, select_faces
-from face3d.models.ibug68 import ibug68
-from face3d.models.landmark_stage import LandmarkStage
+from face3d.models.geometry.ibug68 import ibug68
+from face3d.models.nets.blendshapes import BLENDSHAPE_NAMES, load_blendshapes
+from face3d.models.nets.detector import FaceDetector, letterbox, load_face_detector, pad_images, select_faces
+from face3d.models.nets.landmark_stage import LandmarkStage
 from face3d.service.config import default_cache_dir
 from scripts.annotated_photos import ANNOTATED, IBUG68_PHOTOS, annotated_photo
 from scripts.photos import photo

@@ -133,7 +133,7 @@ def send(url: str, token: str, image: bytes, params: dict[str, object], count: i
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", type=Path, default=ROOT, help="checkout whose server runs (its cwd)")
-    parser.add_argument("--module", default="face3d.service.cli", help="old checkouts: service.cli")
+    parser.add_argument("--module", default="face3d.service.cli.main", help="old checkouts: service.cli")
     parser.add_argument("--requests", type=int, default=10, help="measured requests per response mode")
     parser.add_argument("--encode-processes", type=int, default=2, help="config key encode_processes")
     parser.add_argument("--uv-size", type=int, default=2048)

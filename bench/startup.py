@@ -52,7 +52,7 @@ def one_start(config: dict[str, Any], folder: Path, timeout_s: float) -> dict[st
     url = f"http://127.0.0.1:{port}"
     start = time.monotonic()
     process = subprocess.Popen(
-        [sys.executable, "-m", "face3d.service.cli", "serve", "--config", str(path)], cwd=ROOT, env=env
+        [sys.executable, "-m", "face3d.service.cli.main", "serve", "--config", str(path)], cwd=ROOT, env=env
     )
     ready = compiled = None
     try:

@@ -1,7 +1,7 @@
 """The models library's error vocabulary: what can go wrong with an input, an option or the weights.
 
 models/ knows nothing of HTTP; each error carries a ``kind`` the service maps to an RFC 9457 problem
-type (service/problems.py) and the CLI prints as one line. ``kind`` values are part of the contract.
+type (service/api/problems.py) and the CLI prints as one line. ``kind`` values are part of the contract.
 """
 
 from __future__ import annotations

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from face3d.models.backends.facemesh.topology import Topology
 from face3d.models.errors import ModelError, NoFaceError, OptionsError
-from face3d.models.export import FORMATS, TEXTURE_EXT, TextureFormat, export_files, result_json
+from face3d.models.export.files import FORMATS, TEXTURE_EXT, TextureFormat, export_files, result_json
 from face3d.models.imageio import decode_image
 from face3d.models.reconstruction import Reconstruction
-from face3d.models.topology import Topology
 
 if TYPE_CHECKING:  # the options above are read by the API process, which never imports torch
     from face3d.models.backends import ReconstructionBackend

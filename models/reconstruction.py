@@ -27,7 +27,7 @@ class Pose:
 
     ``rotation`` is expressed in a Y-up camera frame (x right, y up, z towards the camera);
     yaw/pitch/roll are intrinsic Y-X-Z Euler angles of it, in degrees (yaw > 0: the subject
-    turns towards the image's right... see models/pose.py for the exact definition).
+    turns towards the image's right... see models/geometry/pose.py for the exact definition).
     ``translation`` is in image pixels (x, y of the mesh origin; z relative depth).
     """
 

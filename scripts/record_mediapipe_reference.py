@@ -1,6 +1,6 @@
 """Record MediaPipe's own FaceMesh landmarks on the test photos into tests/data/mediapipe_reference.json.
 
-Why: models/detector.py and models/landmarks.py re-implement MediaPipe's face pipeline in torch; the
+Why: models/nets/detector.py and models/nets/landmarks.py re-implement MediaPipe's face pipeline in torch; the
 only trustworthy yardstick for "the same landmarks" is MediaPipe itself, run once, offline, with the
 very TFLite files we ship (same pinned wheel version). tests/test_landmarks.py compares against it.
 
@@ -31,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from face3d.models.assets import MEDIAPIPE_VERSION  # noqa: E402
+from face3d.models.nets.assets import MEDIAPIPE_VERSION  # noqa: E402
 from scripts.photos import PHOTO_NAMES, photo  # noqa: E402
 
 OUTPUT = ROOT / "tests" / "data" / "mediapipe_reference.json"

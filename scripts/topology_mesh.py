@@ -14,7 +14,7 @@ from collections import Counter, defaultdict, deque
 
 import numpy as np
 
-from face3d.models.topology import rasterize_uv, signed_areas
+from face3d.models.backends.facemesh.topology import rasterize_uv, signed_areas
 
 N_POINTS = 468
 N_TRIANGLES = 852

@@ -30,7 +30,7 @@ def weights_cache() -> Path:
 @pytest.fixture(scope="session")
 def engine(weights_cache: Path):
     """One eager CPU engine for every test that needs real reconstructions."""
-    from face3d.models.engine import Engine
+    from face3d.models.nets.frontend import Engine
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     return Engine(device="cpu", cache_dir=weights_cache)

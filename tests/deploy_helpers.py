@@ -74,7 +74,7 @@ def docker_env(name: str) -> dict[str, str]:
 
 
 def app_paths(tmp_path: Path) -> set[str]:
-    from face3d.service.app import create_app
+    from face3d.service.api.app import create_app
 
     app = create_app(Settings(auth_disabled_dev=True, results_dir=tmp_path / "results"))
 

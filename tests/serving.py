@@ -27,7 +27,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from face3d.service.auth import mint_token
+from face3d.service.api.auth import mint_token
 from face3d.service.config import Settings, load_settings
 from scripts.photos import photo_bytes
 
@@ -152,7 +152,7 @@ def launch(folder: Path, env_extra: dict[str, str] | None = None, **overrides: A
     env.update(env_extra or {})
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "face3d.service.cli", "serve", "--config", str(path)],
+            [sys.executable, "-m", "face3d.service.cli.main", "serve", "--config", str(path)],
             cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     secret = (env_extra or {}).get("FACE3D_JWT_SECRET")

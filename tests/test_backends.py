@@ -44,7 +44,8 @@ def test_cli_rejects_an_unknown_backend_in_one_line(tmp_path: Path) -> None:
     config = tmp_path / "api_config.yaml"
     config.write_text("backend: nope\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "face3d.service.cli", "reconstruct", "x.jpg", "-o", str(tmp_path), "--config",
+        [sys.executable, "-m", "face3d.service.cli.main", "reconstruct", "x.jpg", "-o", str(tmp_path),
+         "--config",
          str(config)],
         capture_output=True, text=True, timeout=120, check=False, cwd=REPO,
     )  # fmt: skip

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from face3d.models.batched_linalg import cross_matrix, inv3, pcg, rodrigues, symv
+from face3d.models.geometry.batched_linalg import cross_matrix, inv3, pcg, rodrigues, symv
 
 
 def test_cross_matrix_is_the_cross_product() -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from face3d.service.batching import STOP, Batcher, group_by
+from face3d.service.workers.batching import STOP, Batcher, group_by
 
 
 @dataclass

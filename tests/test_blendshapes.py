@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from face3d.models.blendshapes import (
+from face3d.models.nets.blendshapes import (
     BLENDSHAPE_NAMES,
     LANDMARK_SUBSET,
     BlendshapeNet,
@@ -20,8 +20,8 @@ from face3d.models.blendshapes import (
     load_blendshapes,
     mirrored_name,
 )
-from face3d.models.detector import load_face_detector, pad_images
-from face3d.models.landmark_stage import LandmarkStage
+from face3d.models.nets.detector import load_face_detector, pad_images
+from face3d.models.nets.landmark_stage import LandmarkStage
 from face3d.service.config import default_cache_dir
 from scripts.annotated_photos import all_photos
 

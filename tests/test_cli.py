@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from face3d.service.auth import verify_token
-from face3d.service.cli import main, parse_duration
+from face3d.service.api.auth import verify_token
+from face3d.service.cli.main import main, parse_duration
 from face3d.service.config import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,7 +22,7 @@ def face3d(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """Run ``python -m service.cli ARGS`` (what the console script runs) from the repository root."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("FACE3D_")}
     return subprocess.run(
-        [sys.executable, "-m", "face3d.service.cli", *args],
+        [sys.executable, "-m", "face3d.service.cli.main", *args],
         cwd=REPO,
         env=clean | env,
         capture_output=True,

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from face3d.models import compiled
-from face3d.models.compiled import CompiledStore, CompileUnit, PackageRejected, artifact_key
-from face3d.models.engine import Engine
-from face3d.service.compiler import _runner
+from face3d.models.nets.frontend import Engine
+from face3d.models.runtime import aot
+from face3d.models.runtime.aot import CompiledStore, CompileUnit, PackageRejected, artifact_key
+from face3d.service.workers.background_compile import _runner
 from scripts.photos import photo
 
 REPO = Path(__file__).resolve().parents[1]
@@ -153,7 +153,7 @@ def test_a_package_that_crashes_on_load_is_set_aside_and_compiled_in_process(
     crasher = tmp_path / "python"
     crasher.write_text("#!/bin/sh\nkill -SEGV $$\n")
     crasher.chmod(0o755)
-    monkeypatch.setattr(compiled.sys, "executable", str(crasher))
+    monkeypatch.setattr(aot.sys, "executable", str(crasher))
     unit = CompileUnit("tiny", torch.nn.Conv2d(3, 4, 3), torch.zeros(2, 3, 8, 8), "x", (1, 2))
     with pytest.raises(PackageRejected, match="crashed"):
         crashing.load(key, CPU)
@@ -171,7 +171,7 @@ def test_every_net_exports_with_a_dynamic_batch(landmark_model: str, weights_cac
     """A net whose code fixes the batch size (``len(x)`` instead of ``x.shape[0]``) cannot become a
     package: the background compile would fail and the worker stay eager. Export only (seconds)."""
     engine = Engine(cache_dir=weights_cache, buckets=(1,), landmark_model=landmark_model)
-    batch = torch.export.Dim("batch", min=1, max=compiled.MAX_DYNAMIC_BATCH)
+    batch = torch.export.Dim("batch", min=1, max=aot.MAX_DYNAMIC_BATCH)
     for unit in engine.runners.units():
         torch.export.export(
             copy.deepcopy(unit.module), (unit.example,), dynamic_shapes=({0: batch},), strict=False

@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from face3d.service.config import ConfigError, Settings, load_settings
-from face3d.service.devices import DeviceError, available_cpus, threads_per_worker, worker_devices
+from face3d.service.workers.devices import DeviceError, available_cpus, threads_per_worker, worker_devices
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "k" * 40

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from face3d.service.app import create_app
+from face3d.service.api.app import create_app
 from face3d.service.config import Settings
 from tests.figures import record
 from tests.serving import ROOT, SECRET, Server, astronaut, hardened  # noqa: F401  (hardened: a fixture)

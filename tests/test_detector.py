@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from face3d.models.detector import (
+from face3d.models.nets.detector import (
     Detections,
     FaceDetector,
     letterbox,

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from face3d.models.engine import Engine
+from face3d.models.nets.frontend import Engine
 from face3d.models.pipeline import ReconstructOptions
 from face3d.service.config import Settings, load_settings
-from face3d.service.encoders import EncoderPool
-from face3d.service.protocol import Encoded, EncodeTask, Job
 from face3d.service.storage import make_store
+from face3d.service.workers.encoders import EncoderPool
+from face3d.service.workers.protocol import Encoded, EncodeTask, Job
 from scripts.photos import photo
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from face3d.models.engine import Engine
+from face3d.models.nets.frontend import Engine
 from face3d.service.config import default_cache_dir
 from scripts.photos import PHOTO_NAMES, photo
 

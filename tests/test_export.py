@@ -1,4 +1,4 @@
-"""models/export.py and models/ibug68.py: files reload in independent readers with what was written."""
+"""models/export/ and geometry/ibug68.py: files reload in independent readers with what was written."""
 
 from __future__ import annotations
 
@@ -14,19 +14,19 @@ import pytest
 import trimesh
 from PIL import Image
 
-from face3d.models.assets import asset_path
-from face3d.models.export import (
+from face3d.models.backends.facemesh.topology import Topology, load_topology
+from face3d.models.export.files import (
     encode_texture,
     export_files,
     result_json,
     to_glb,
     to_obj,
 )
-from face3d.models.ibug68 import IBUG68_FROM_MEDIAPIPE, REGIONS, ibug68
-from face3d.models.mesh_normals import vertex_normals
-from face3d.models.preview import render_preview
+from face3d.models.export.preview import render_preview
+from face3d.models.geometry.ibug68 import IBUG68_FROM_MEDIAPIPE, REGIONS, ibug68
+from face3d.models.geometry.normals import vertex_normals
+from face3d.models.nets.assets import asset_path
 from face3d.models.reconstruction import Face, Pose, Reconstruction
-from face3d.models.topology import Topology, load_topology
 from face3d.service.config import default_cache_dir
 
 ROWS, COLS = 18, 26  # 18 x 26 = 468 vertices, like the MediaPipe mesh

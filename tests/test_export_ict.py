@@ -17,10 +17,10 @@ import pygltflib as gl
 import pytest
 from PIL import Image
 
-from face3d.models.export import encode_texture, export_files, result_json
-from face3d.models.ict_export import SPARSE_MIN_CM, to_head_glb, to_head_obj
-from face3d.models.ict_topology import HeadTopology, load_head_topology
-from face3d.models.morphable import load_ict_model
+from face3d.models.backends.ict.export import SPARSE_MIN_CM, to_head_glb, to_head_obj
+from face3d.models.backends.ict.model import load_ict_model
+from face3d.models.backends.ict.topology import HeadTopology, load_head_topology
+from face3d.models.export.files import encode_texture, export_files, result_json
 from face3d.models.reconstruction import Face, FaceModel, Pose, Reconstruction
 
 VALIDATOR = "gltf-validator@2.0.0-dev.3.10"
@@ -168,7 +168,7 @@ def test_json_and_preview_of_an_ict_result(face: Face, topo: HeadTopology) -> No
 
 def test_neutral_option_reaches_the_files(face: Face, topo: HeadTopology) -> None:
     from face3d.models.pipeline import ReconstructOptions, export_result
-    from face3d.service.cli import build_parser
+    from face3d.service.cli.main import build_parser
 
     options = ReconstructOptions.parse(formats="glb,json", neutral=True)
     assert options.neutral and options.batch_key == ReconstructOptions.parse(formats="glb").batch_key

@@ -12,12 +12,12 @@ from PIL import Image, ImageDraw
 from scipy.spatial import ConvexHull
 
 from face3d.models.backends import BackendConfig, create_backend
-from face3d.models.backends.ict import IctBackend
-from face3d.models.ibug68 import ibug68
-from face3d.models.ict_export import posed_points
-from face3d.models.mesh_normals import vertex_normals
+from face3d.models.backends.ict.backend import IctBackend
+from face3d.models.backends.ict.export import posed_points
+from face3d.models.geometry.ibug68 import ibug68
+from face3d.models.geometry.normals import vertex_normals
+from face3d.models.geometry.uv_raster import rasterize_atlas
 from face3d.models.reconstruction import Reconstruction
-from face3d.models.uv_raster import rasterize_atlas
 from scripts.photos import PHOTO_NAMES, photo
 
 UV = 512

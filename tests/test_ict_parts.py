@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from face3d.models.fasttext import fixed_rows, index_rows
-from face3d.models.ict_fill import PushPullFill
-from face3d.models.ict_regions import inside_polygon, openings
-from face3d.models.ict_topology import CELL_MARGIN, load_head_topology
-from face3d.models.morphable import load_ict_model
-from face3d.models.topology import rasterize_uv
-from face3d.models.uv_raster import rasterize_atlas
-from face3d.models.zbuffer import DepthTest
+from face3d.models.backends.facemesh.topology import rasterize_uv
+from face3d.models.backends.ict.fill import PushPullFill
+from face3d.models.backends.ict.model import load_ict_model
+from face3d.models.backends.ict.regions import inside_polygon, openings
+from face3d.models.backends.ict.topology import CELL_MARGIN, load_head_topology
+from face3d.models.export.decimal_text import fixed_rows, index_rows
+from face3d.models.geometry.uv_raster import rasterize_atlas
+from face3d.models.geometry.zbuffer import DepthTest
 
 
 def test_fixed_rows_match_printf() -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from face3d.models.blendshapes import BLENDSHAPE_NAMES
-from face3d.models.engine import Engine
-from face3d.models.export import result_json
+from face3d.models.export.files import result_json
+from face3d.models.nets.blendshapes import BLENDSHAPE_NAMES
+from face3d.models.nets.frontend import Engine
 from scripts.photos import photo, photo_bytes
 from tests.serving import Server, hardened  # noqa: F401  (the session's shared server fixture)
 

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from face3d.models.detector import FaceDetector, load_face_detector, pad_images
-from face3d.models.landmark_stage import LandmarkStage
-from face3d.models.landmarks import (
+from face3d.models.nets.detector import FaceDetector, load_face_detector, pad_images
+from face3d.models.nets.landmark_stage import LandmarkStage
+from face3d.models.nets.landmarks import (
     INPUT_SIZE,
     FaceLandmarks,
     FaceMeshNet,
@@ -100,7 +100,7 @@ def test_irises_sit_inside_their_eyes() -> None:
 
 
 def test_batched_equals_single(detector: FaceDetector) -> None:
-    """Equal up to float noise, which the 8-bit crops (models/detector.py crop_quads) can turn into
+    """Equal up to float noise, which the 8-bit crops (models/nets/detector.py crop_quads) can turn into
     one level at a pixel whose value sits on .5: measured at most 0.004 px."""
     together = photos_result("478")
     for k, name in enumerate(PHOTO_NAMES):

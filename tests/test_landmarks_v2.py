@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from face3d.models.detector import FaceDetector, letterbox, load_face_detector, pad_images, select_faces
-from face3d.models.landmark_stage import LandmarkStage
-from face3d.models.landmarks import FaceLandmarks
-from face3d.models.landmarks_v2 import (
+from face3d.models.nets.detector import FaceDetector, letterbox, load_face_detector, pad_images, select_faces
+from face3d.models.nets.landmark_stage import LandmarkStage
+from face3d.models.nets.landmarks import FaceLandmarks
+from face3d.models.nets.landmarks_v2 import (
     INPUT_SIZE,
     NMS_IOU_THRESHOLD,
     FaceMeshV2Net,
@@ -30,7 +30,7 @@ from scripts.photos import PHOTO_NAMES, photo
 
 REFERENCE = Path(__file__).parent / "data" / "face_landmarker_reference.json"
 # (median, max) point error in crop pixels (the ROI's width / 256: face sizes differ 6x across photos).
-# Tight since the crops are rounded to 8 bits like MediaPipe's (models/detector.py crop_quads).
+# Tight since the crops are rounded to 8 bits like MediaPipe's (models/nets/detector.py crop_quads).
 TOLERANCE_CROP_PX = (0.3, 1.0)
 
 

@@ -8,9 +8,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from face3d.service.middleware import MAX_HEADER_BYTES, RequestContext
-from face3d.service.problems import Problem, install_handlers
-from face3d.service.uploads import UploadBudget
+from face3d.service.api.middleware import MAX_HEADER_BYTES, RequestContext
+from face3d.service.api.problems import Problem, install_handlers
+from face3d.service.api.uploads import UploadBudget
 from tests.asgi import asgi_requests
 
 

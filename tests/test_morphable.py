@@ -21,16 +21,16 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from face3d.models.ibug68 import IBUG68_INDEX
-from face3d.models.ict_fit import IctFit, IctFitter
-from face3d.models.morphable import (
+from face3d.models.backends.ict.fit import IctFit, IctFitter
+from face3d.models.backends.ict.model import (
     LICENSE_FILE,
     MEDIAPIPE_BLENDSHAPES,
     IctModel,
     load_ict_model,
     load_mediapipe_correspondence,
 )
-from face3d.models.pose import PoseFit
+from face3d.models.geometry.ibug68 import IBUG68_INDEX
+from face3d.models.geometry.pose import PoseFit
 
 ROOT = Path(__file__).resolve().parents[1]
 ICT_SOURCE = ROOT.parent / "shared" / "ict-facekit"
@@ -168,7 +168,7 @@ def test_blendshape_mapping(model: IctModel) -> None:
 
 
 def test_blendshape_names_match_the_blendshape_net() -> None:
-    blendshapes = pytest.importorskip("face3d.models.blendshapes")
+    blendshapes = pytest.importorskip("face3d.models.nets.blendshapes")
     assert blendshapes.BLENDSHAPE_NAMES == MEDIAPIPE_BLENDSHAPES
 
 

@@ -16,7 +16,7 @@ from tests.serving import mesh_sizes
 
 def face3d(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "face3d.service.cli", *map(str, args)],
+        [sys.executable, "-m", "face3d.service.cli.main", *map(str, args)],
         capture_output=True,
         text=True,
         cwd=cwd,

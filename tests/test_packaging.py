@@ -26,8 +26,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_INPUTS = ("pyproject.toml", "README.md", "models", "service")  # the Dockerfile's COPY lines
 IMPORT_CHECK = (
-    "import json, face3d.models.engine, face3d.service.cli, face3d.models.assets as a;"
-    "print(json.dumps([face3d.models.engine.__file__, face3d.service.cli.__file__, a.__file__]))"
+    "import json, face3d.models.nets.frontend, face3d.service.cli.main, face3d.models.nets.assets as a;"
+    "print(json.dumps([face3d.models.nets.frontend.__file__, face3d.service.cli.main.__file__, a.__file__]))"
 )
 
 

@@ -7,12 +7,12 @@ import math
 import pytest
 import torch
 
-from face3d.models.pose import PoseFit, camera_to_image, fit_pose, image_to_camera
-from face3d.models.topology import load_topology
+from face3d.models.backends.facemesh.topology import load_topology
+from face3d.models.geometry.pose import PoseFit, camera_to_image, fit_pose, image_to_camera
 
 
 def euler_to_matrix(yaw: float, pitch: float, roll: float) -> torch.Tensor:
-    """R = Ry(yaw) @ Rx(pitch) @ Rz(roll), degrees (the convention models/pose.py documents)."""
+    """R = Ry(yaw) @ Rx(pitch) @ Rz(roll), degrees (the convention models/geometry/pose.py documents)."""
     a, b, c = (math.radians(x) for x in (yaw, pitch, roll))
     ry = torch.tensor([[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]])
     rx = torch.tensor([[1, 0, 0], [0, math.cos(b), -math.sin(b)], [0, math.sin(b), math.cos(b)]])

@@ -14,17 +14,17 @@ import numpy as np
 import pytest
 import torch
 
-from face3d.models.detector import padded_pixels, plan_batches
+from face3d.models.nets.detector import padded_pixels, plan_batches
 from face3d.models.pipeline import ReconstructOptions
 from face3d.service.config import Settings
-from face3d.service.pool import WorkerPool
-from face3d.service.procs import SECRET_ENV, ChildProcess
-from face3d.service.protocol import Heartbeat, Job, JobDone
-from face3d.service.supervision import DEVICE_LOST_EXIT, Progress, device_failure, start_heartbeat
-from face3d.service.supervisor import Pending as _Pending
-from face3d.service.supervisor import WorkerHandle as _Worker
-from face3d.service.supervisor import worker_settings
-from face3d.service.worker import WorkerLoop
+from face3d.service.workers.heartbeat import DEVICE_LOST_EXIT, Progress, device_failure, start_heartbeat
+from face3d.service.workers.pool import WorkerPool
+from face3d.service.workers.procs import SECRET_ENV, ChildProcess
+from face3d.service.workers.protocol import Heartbeat, Job, JobDone
+from face3d.service.workers.supervisor import Pending as _Pending
+from face3d.service.workers.supervisor import WorkerHandle as _Worker
+from face3d.service.workers.supervisor import worker_settings
+from face3d.service.workers.worker import WorkerLoop
 from tests.serving import SECRET
 
 

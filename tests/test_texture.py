@@ -9,9 +9,9 @@ import pytest
 import torch
 from scipy.ndimage import distance_transform_edt
 
-from face3d.models.pose import PoseFit
-from face3d.models.texture import MIN_FACING_COS, PADDING_TEXELS, TextureBaker
-from face3d.models.topology import load_topology, rasterize_uv
+from face3d.models.backends.facemesh.bake import MIN_FACING_COS, PADDING_TEXELS, TextureBaker
+from face3d.models.backends.facemesh.topology import load_topology, rasterize_uv
+from face3d.models.geometry.pose import PoseFit
 
 IMAGE = 400
 SIZE = 256  # small textures keep the tests fast; the maps are the same at every size

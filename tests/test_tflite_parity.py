@@ -1,4 +1,4 @@
-"""models/tflite.py against the reference TFLite interpreter (ai-edge-litert), on random and real inputs.
+"""models/nets/tflite/ against the reference TFLite interpreter (ai-edge-litert), on random and real inputs.
 
 The reference interpreter does not know MediaPipe's three custom ops, so for the 478-point model the
 test rewrites the flatbuffer: the custom ops are removed, their outputs become extra graph inputs and
@@ -21,8 +21,8 @@ from ai_edge_litert.interpreter import Interpreter
 from flatbuffers import flexbuffers
 from PIL import Image
 
-from face3d.models.assets import asset_path
-from face3d.models.tflite import load_tflite
+from face3d.models.nets.assets import asset_path
+from face3d.models.nets.tflite.loader import load_tflite
 from face3d.service.config import default_cache_dir
 from scripts.photos import PHOTO_NAMES, photo
 

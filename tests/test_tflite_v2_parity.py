@@ -1,4 +1,4 @@
-"""models/tflite.py on the Face Landmarker's nets (FaceMesh V2, blendshapes) against the TFLite
+"""models/nets/tflite/loader.py on the Face Landmarker's nets (FaceMesh V2, blendshapes) against the TFLite
 interpreter (ai-edge-litert), on random and real inputs; batching, torch.compile, and the bundle's
 face detector being the short-range BlazeFace already in use."""
 
@@ -13,11 +13,11 @@ import pytest
 import torch
 from ai_edge_litert.interpreter import Interpreter
 
-from face3d.models.assets import asset_path, sha256_file
-from face3d.models.blendshapes import LANDMARK_SUBSET
-from face3d.models.detector import letterbox, load_face_detector, pad_images, select_faces
-from face3d.models.landmarks_v2 import NMS_IOU_THRESHOLD, crop_rois, face_rois_v2
-from face3d.models.tflite import load_tflite
+from face3d.models.nets.assets import asset_path, sha256_file
+from face3d.models.nets.blendshapes import LANDMARK_SUBSET
+from face3d.models.nets.detector import letterbox, load_face_detector, pad_images, select_faces
+from face3d.models.nets.landmarks_v2 import NMS_IOU_THRESHOLD, crop_rois, face_rois_v2
+from face3d.models.nets.tflite.loader import load_tflite
 from face3d.service.config import default_cache_dir
 from scripts.photos import PHOTO_NAMES, photo
 

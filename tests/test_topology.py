@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from face3d.models.topology import load_topology, rasterize_uv, signed_areas
+from face3d.models.backends.facemesh.topology import load_topology, rasterize_uv, signed_areas
 
 ROOT = Path(__file__).resolve().parents[1]
 

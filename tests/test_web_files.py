@@ -11,9 +11,9 @@ from pathlib import Path
 
 import httpx
 
-from face3d.service.app import create_app
+from face3d.service.api.app import create_app
+from face3d.service.api.routes.web import WEB_DIR
 from face3d.service.config import load_settings
-from face3d.service.routes.web import WEB_DIR
 from scripts import vendor_three
 from tests.asgi import asgi_requests
 from tests.serving import PROBLEM, SECRET

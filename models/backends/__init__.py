@@ -1,13 +1,19 @@
 """Reconstruction backends behind one interface, registered by name.
 
-Importing this package registers every built-in backend, so ``create_backend("facemesh", ...)``
-or ``create_backend("ict", ...)`` works after ``import face3d.models.backends``.
+A backend is one folder here whose ``__init__`` imports the module that ``@register``s it. Importing
+this package imports every such folder, so adding a backend is adding a folder: no other file changes.
+After ``import face3d.models.backends``, ``create_backend("ict", ...)`` works for every folder here.
 """
 
-from face3d.models.backends import facemesh as _facemesh  # noqa: F401  (registers "facemesh")
-from face3d.models.backends import ict as _ict  # noqa: F401  (registers "ict")
+import importlib
+import pkgutil
+
 from face3d.models.backends.base import BackendConfig, ReconstructionBackend
 from face3d.models.backends.registry import backend_class, backend_names, create_backend, register
+
+for _folder in pkgutil.iter_modules(__path__):
+    if _folder.ispkg:
+        importlib.import_module(f"{__name__}.{_folder.name}")
 
 __all__ = [
     "BackendConfig",

@@ -13,13 +13,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from face3d.models.compiled import CompileUnit, Runner
 from face3d.models.reconstruction import Reconstruction
-from face3d.models.topology import Topology
+from face3d.models.runtime.aot import CompileUnit, Runner
+
+if TYPE_CHECKING:
+    from face3d.models.backends.facemesh.topology import Topology
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ class ReconstructionBackend(ABC):
         """Backend name, model, version, weight hashes and licences, device, dtype, compiled buckets."""
 
     def compile_units(self) -> list[CompileUnit]:
-        """The nets worth compiling ahead of time (models/compiled.py); none by default."""
+        """The nets worth compiling ahead of time (models/runtime/aot.py); none by default."""
         return []
 
     def install_compiled(self, name: str, runner: Runner) -> None:

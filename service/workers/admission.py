@@ -1,0 +1,156 @@
+"""Admission and dispatch: which requests get in, and which worker runs each admitted job.
+
+Kept apart from the worker processes (service/workers/supervisor.py) because this is the request side:
+jobs, deadlines, the wait a new job can expect and the 503s that keep it bounded. It builds on
+``Supervisor`` (the workers it dispatches to and their readiness) and adds the jobs' messages.
+
+A worker holds at most ``2 * max_batch`` jobs (one batch computing, one queued in its pipe); the
+rest wait in one bounded deque of ``max_queue`` jobs, beyond which ``submit`` answers 503 +
+Retry-After at once instead of letting latency grow without bound. With no worker able to take
+work (all warming, replaced or stuck), or when the wait it predicts for a new job exceeds
+``max_queue_wait_s``, it answers 503 at once too (``check_admission``, which the routes call before
+reading an upload): under overload, admitted requests stay fast and the rest are told to retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections import deque
+from typing import Any
+
+from face3d.models.pipeline import ReconstructOptions
+from face3d.service import metrics
+from face3d.service.api.problems import Problem
+from face3d.service.workers.protocol import ArtifactKind, Job, JobDone, WorkerReady
+from face3d.service.workers.supervisor import Pending, Supervisor, WorkerHandle
+
+JOB_S_WEIGHT = 0.2  # of the newest job in the moving average of the work per job
+_NOT_WORK = frozenset({"queue", "encode"})  # waiting, and encoding (overlaps the next batch)
+
+
+def shutting_down() -> Problem:
+    """The 503 for work that arrives, or is still queued, once the pool drains."""
+    return Problem("unavailable", "the service is shutting down", headers={"Retry-After": "1"})
+
+
+class Admission(Supervisor):
+    """One bounded admission queue in front of the workers; jobs go to the least busy ready one."""
+
+    def __init__(self, settings: Any) -> None:
+        super().__init__(settings)
+        self.credit = 2 * settings.max_batch
+        self._waiting: deque[Pending] = deque()
+        self._pending: dict[str, Pending] = {}
+        self._job_s = 0.0  # moving average of a job's work (decode + backend stages), for admission
+
+    def check_admission(self) -> None:
+        """Raise the 503 ``submit`` would answer now (draining, no worker ready, queue full, predicted
+        wait over ``max_queue_wait_s``); cheap, so routes call it before reading an upload, which an
+        overloaded server should not pay for."""
+        if self._draining:
+            raise shutting_down()
+        if not self.serving:
+            raise Problem(
+                "unavailable",
+                "no worker can take work right now; retry shortly",
+                headers={"Retry-After": "5"},
+            )
+        if len(self._waiting) >= self.settings.max_queue:
+            raise Problem(
+                "overloaded", "the request queue is full; retry shortly", headers={"Retry-After": "1"}
+            )
+        limit = self.settings.max_queue_wait_s
+        if limit and (wait := self.expected_wait()) > limit:
+            raise Problem(
+                "overloaded",
+                f"the expected wait is {wait:.1f} s; retry shortly",
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            )
+
+    def expected_wait(self) -> float:
+        """Seconds a job admitted now would wait: the jobs ahead of it (queued, and held by the
+        workers) times the measured work per job, shared among the ready workers."""
+        ready = self._serving_workers()
+        ahead = len(self._waiting) + sum(len(w.inflight) for w in ready)
+        return ahead * self._job_s / max(1, len(ready))
+
+    async def submit(
+        self,
+        data: bytes,
+        options: ReconstructOptions,
+        tenant: str,
+        result_id: str,
+        artifact: ArtifactKind | None = None,
+    ) -> JobDone:
+        """Run one image through a worker, which stores the result as ``result_id`` of ``tenant`` (or
+        streams ``artifact`` back); raises ``Problem`` (503 full, draining or no worker, 504, job
+        errors). Admission is decided before its first ``await``: a caller that has just passed
+        ``check_admission`` is admitted."""
+        self.check_admission()
+        assert self._loop is not None, "start() the pool first"
+        now = time.monotonic()
+        timeout = self.settings.request_timeout_s
+        job = Job(
+            result_id,
+            data,
+            options,
+            deadline=now + timeout,
+            admitted=now,
+            tenant=tenant,
+            ttl_s=self.settings.result_ttl_s,
+            artifact=artifact,
+        )
+        pending = Pending(job, self._loop.create_future())
+        self._pending[job.id] = pending
+        self._waiting.append(pending)
+        self._pump()
+        try:
+            done = await asyncio.wait_for(asyncio.shield(pending.future), timeout)
+        except TimeoutError:
+            problem = Problem("timeout", f"no result within {timeout:g} s")
+            pending.fail(problem)  # a worker that still gets to it drops it as expired
+            with contextlib.suppress(ValueError):
+                self._waiting.remove(pending)
+            metrics.QUEUE_DEPTH.set(len(self._waiting))
+            raise problem from None
+        finally:
+            self._pending.pop(job.id, None)
+        if done.problem is not None:
+            raise done.problem
+        return done
+
+    def _pump(self) -> None:
+        """Move waiting jobs to the ready worker with the most free credit, oldest job first."""
+        while self._waiting:
+            candidates = [w for w in self._serving_workers() if len(w.inflight) < self.credit]
+            if not candidates:
+                break
+            pending = self._waiting.popleft()
+            if pending.future.done():  # timed out while waiting
+                continue
+            worker = min(candidates, key=lambda w: len(w.inflight))
+            if not worker.inflight:  # the stall clock starts when an idle worker gets work
+                worker.moved = time.monotonic()
+            worker.inflight[pending.job.id] = pending
+            worker.outbox.put(pending.job)
+        metrics.QUEUE_DEPTH.set(len(self._waiting))
+
+    def _on_message(self, worker: WorkerHandle, message: object) -> None:
+        """The worker's own messages (``Supervisor``), then a finished job's answer; a finished job
+        or a newly ready worker makes room for waiting jobs."""
+        super()._on_message(worker, message)
+        if isinstance(message, JobDone):
+            work_s = sum(ms for stage, ms in message.timings_ms.items() if stage not in _NOT_WORK) / 1000
+            if work_s > 0:
+                self._job_s += JOB_S_WEIGHT * (work_s - self._job_s) if self._job_s else work_s
+            pending = worker.inflight.pop(message.job_id, None)
+            metrics.record_stages(message.timings_ms)
+            for face in message.summary.faces if message.summary else ():
+                metrics.record_face_quality(face.score, face.texture_coverage)
+            if pending is not None and not pending.future.done():
+                pending.future.set_result(message)
+        if isinstance(message, JobDone | WorkerReady):
+            self._pump()
