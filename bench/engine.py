@@ -3,8 +3,8 @@
 Paths, measured in the same run on the same photo:
   naive     eager nets, the bake's texel map rebuilt and sampled at full uv_size every call,
             Pillow's default PNG encoder
-  eager     the engine as shipped, nets eager (what a worker serves until its packages are in)
-  compiled  the engine with its AOTInductor packages installed (models/runtime/aot.py; built into the
+  eager     the facemesh backend as shipped, nets eager (what a worker serves until its packages are in)
+  compiled  the same with its AOTInductor packages installed (models/runtime/aot.py; built into the
             weights cache's compiled/ folder on the first run, loaded afterwards)
   +graphs   on CUDA: the same with each net replayed from a per-bucket CUDA graph
 
@@ -32,10 +32,14 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from face3d.models.backends.base import BackendConfig
+from face3d.models.backends.facemesh.backend import FacemeshBackend
 from face3d.models.backends.facemesh.bake import TextureBaker
-from face3d.models.export.files import encode_texture, to_obj
+from face3d.models.backends.facemesh.topology import load_topology
+from face3d.models.export.files import encode_texture
+from face3d.models.export.obj import to_obj
 from face3d.models.imageio import decode_image
-from face3d.models.nets.frontend import Engine
+from face3d.models.reconstruction import Face
 from face3d.models.runtime.aot import CompiledStore, artifact_key
 from face3d.service.config import default_cache_dir
 from scripts.photos import photo
@@ -61,29 +65,34 @@ def ready_engine(
     landmark_model: str,
     cuda_graphs: bool = False,
     compiled: bool = False,
-) -> Engine:
-    """An engine as the service runs it: eager, or with the compiled packages from the weights cache's
-    ``compiled/`` folder installed (built there first when missing), CUDA graphs where asked."""
-    engine = Engine(
-        device=str(device),
-        buckets=(1,),
-        cuda_graphs=cuda_graphs,
-        cache_dir=default_cache_dir(),
-        landmark_model=landmark_model,
+) -> FacemeshBackend:
+    """The facemesh backend as the service runs it: eager, or with the compiled packages from the
+    weights cache's ``compiled/`` folder installed (built there first when missing), CUDA graphs
+    where asked."""
+    config = BackendConfig(
+        default_cache_dir(), buckets=(1,), cuda_graphs=cuda_graphs, landmark_model=landmark_model
     )
+    engine = FacemeshBackend(config)
+    engine.load(str(device))
     engine.warmup(uv_sizes=(uv_size,))
     if compiled:
         store = CompiledStore(default_cache_dir() / "compiled")
-        for unit in engine.runners.units():
+        for unit in engine.compile_units():
             key = artifact_key(unit, "facemesh", device, torch.float32)
             runner = store.load_or_build(unit, key, device)
             assert runner is not None
-            engine.runners.install(unit.name, runner)
+            engine.install_compiled(unit.name, runner)
     return engine
 
 
-def run_engine_path(engine: Engine, jpeg: bytes, uv_size: int) -> dict[str, float]:
-    """decode -> engine -> OBJ + fpng PNG, ms per stage."""
+def face_obj(face: Face) -> tuple[bytes, bytes]:
+    """The OBJ + MTL a facemesh result carries."""
+    hooks = FacemeshBackend.mesh_export()
+    return to_obj(hooks.layout, hooks.mesh(face, False), "face.png", "face.mtl")
+
+
+def run_engine_path(engine: FacemeshBackend, jpeg: bytes, uv_size: int) -> dict[str, float]:
+    """decode -> backend -> OBJ + fpng PNG, ms per stage."""
     start = time.perf_counter()
     image = decode_image(jpeg, max_pixels=50_000_000)
     decoded = time.perf_counter()
@@ -91,7 +100,7 @@ def run_engine_path(engine: Engine, jpeg: bytes, uv_size: int) -> dict[str, floa
     reconstructed = time.perf_counter()
     face = rec.faces[0]
     png = encode_texture(face.texture, "png")
-    obj, mtl = to_obj(face, engine.topology, "face.png", "face.mtl")
+    obj, mtl = face_obj(face)
     end = time.perf_counter()
     assert png and obj and mtl
     stages = {"decode": (decoded - start) * 1000, "encode": (end - reconstructed) * 1000}
@@ -101,7 +110,7 @@ def run_engine_path(engine: Engine, jpeg: bytes, uv_size: int) -> dict[str, floa
 
 
 @torch.inference_mode()
-def run_naive_path(engine: Engine, jpeg: bytes, uv_size: int) -> dict[str, float]:
+def run_naive_path(engine: FacemeshBackend, jpeg: bytes, uv_size: int) -> dict[str, float]:
     """Eager nets, an uncached full-resolution bake and Pillow's default PNG: the baseline."""
     start = time.perf_counter()
     image = decode_image(jpeg, max_pixels=50_000_000)
@@ -109,7 +118,7 @@ def run_naive_path(engine: Engine, jpeg: bytes, uv_size: int) -> dict[str, float
     (rec,) = engine.reconstruct([image], uv_size=256)  # landmarks; its small bake is not counted
     landmarked = time.perf_counter()
     face = rec.faces[0]
-    baker = TextureBaker(engine.topology, uv_size, engine.device, sample_size=uv_size)
+    baker = TextureBaker(load_topology(), uv_size, engine.device, sample_size=uv_size)
     pixels = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].to(engine.device)
     verts = torch.from_numpy(face.landmarks[None, :468].copy()).to(engine.device)
     textures, _ = baker.bake(pixels, torch.zeros(1, dtype=torch.long, device=engine.device), verts)
@@ -117,7 +126,7 @@ def run_naive_path(engine: Engine, jpeg: bytes, uv_size: int) -> dict[str, float
     baked = time.perf_counter()
     buf = io.BytesIO()
     Image.fromarray(texture).save(buf, "PNG")
-    to_obj(face, engine.topology, "face.png", "face.mtl")
+    face_obj(face)
     end = time.perf_counter()
     bake_in_engine = rec.timings_ms["bake"]
     return {
@@ -177,7 +186,7 @@ def main() -> int:
     naive = [run_naive_path(eager, jpeg, args.uv_size) for _ in range(args.naive_runs)]
     paths["naive"] = summarise(naive)
 
-    runners: dict[str, Engine] = {"eager": eager}
+    runners: dict[str, FacemeshBackend] = {"eager": eager}
     compile_s = None
     if device.type == "cuda":
         runners["eager+graphs"] = ready_engine(device, args.uv_size, args.landmark_model, cuda_graphs=True)

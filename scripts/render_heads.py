@@ -26,18 +26,11 @@ from PIL import Image
 from face3d.models.backends import BackendConfig, create_backend
 from face3d.models.pipeline import Pipeline, ReconstructOptions
 from face3d.service.config import default_cache_dir
+from scripts.chromium import CHROMIUM, CHROMIUM_ARGS
 from scripts.photos import PHOTO_NAMES, photo_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 THREE = ROOT / "service" / "web" / "vendor" / "three-0.187.0"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--use-angle=swiftshader",
-    "--enable-unsafe-swiftshader",
-]
 # degrees the head turns to its right (the viewer sees its left side)
 VIEWS = {"front": 0.0, "45": 45.0, "profile": 90.0}
 BACKGROUND = "#2a2f36"

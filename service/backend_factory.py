@@ -6,13 +6,24 @@ everywhere.
 
 from __future__ import annotations
 
+import importlib
 import os
-from typing import Any
 
-from face3d.models.backends import BackendConfig, ReconstructionBackend, create_backend
+from face3d.models.backends import BackendConfig, ReconstructionBackend, backend_class
+from face3d.service.config import Settings
 
 
-def backend_config(settings: Any, compile_model: bool | None = None) -> BackendConfig:
+def configured_backend_class(settings: Settings) -> type[ReconstructionBackend]:
+    """The class of ``settings.backend``, after importing ``settings.backend_modules`` (backends kept
+    outside this package register themselves on import). Every process that builds a backend or its
+    export hooks calls this: workers and encoders are spawned, so they import the modules themselves.
+    Raises UnknownBackendError (one line, lists the registered names)."""
+    for module in settings.backend_modules:
+        importlib.import_module(module)
+    return backend_class(settings.backend)
+
+
+def backend_config(settings: Settings, compile_model: bool | None = None) -> BackendConfig:
     """The backend's config from ``settings`` (compile follows settings unless given)."""
     return BackendConfig(
         cache_dir=settings.weights_cache_dir,
@@ -25,7 +36,9 @@ def backend_config(settings: Any, compile_model: bool | None = None) -> BackendC
     )
 
 
-def build_backend(settings: Any, device: str, compile_model: bool | None = None) -> ReconstructionBackend:
+def build_backend(
+    settings: Settings, device: str, compile_model: bool | None = None
+) -> ReconstructionBackend:
     """The ``settings.backend`` backend, loaded on ``device``.
 
     ``compile_cache_dir`` becomes inductor's cache (unless the environment already names one), so a
@@ -33,6 +46,6 @@ def build_backend(settings: Any, device: str, compile_model: bool | None = None)
     """
     if settings.compile_cache_dir:
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(settings.compile_cache_dir))
-    backend = create_backend(settings.backend, backend_config(settings, compile_model))
+    backend = configured_backend_class(settings)(backend_config(settings, compile_model))
     backend.load(device)
     return backend

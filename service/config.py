@@ -28,7 +28,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from face3d.models.pipeline import MAX_UV_SIZE, check_uv_size
+from face3d.models.pipeline import DEFAULT_UV_SIZE, MAX_UV_SIZE, check_uv_size
 
 DEFAULT_CONFIG_FILE = Path("api_config.yaml")
 
@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     # backend, devices and engine
     backend: str = Field("ict", min_length=1)
+    backend_modules: Annotated[tuple[str, ...], NoDecode] = ()
     devices: str = "auto"
     cpu_workers: int = Field(0, ge=0)
     torch_threads: int = Field(0, ge=0)
@@ -87,8 +88,8 @@ class Settings(BaseSettings):
     drain_timeout_s: float = Field(25.0, ge=0)
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     landmark_model: Literal["468", "478", "v2"] = "v2"
-    uv_size: int = Field(2048, ge=256)
-    max_uv_size: int = Field(4096, ge=256)
+    uv_size: int = DEFAULT_UV_SIZE  # both checked by check_uv_size in _check_consistency
+    max_uv_size: int = MAX_UV_SIZE
     max_faces: int = Field(4, ge=1, le=32)
     cache_dir: Path | None = None
     # request limits
@@ -125,7 +126,7 @@ class Settings(BaseSettings):
     open_metrics: bool = True
     quota_rate_per_s: float = Field(10.0, gt=0)
     quota_burst: int = Field(20, ge=1)
-    quota_redis_url: str = ""  # may carry a password: workers get a copy without it (pool)
+    quota_redis_url: str = ""  # may carry a password: workers get a copy without it (worker_settings)
     public_base_url: str = ""
     # web page
     web_ui: bool = True
@@ -142,7 +143,7 @@ class Settings(BaseSettings):
         """Overrides > environment > YAML file; .env and secret-dir files are not read."""
         return init_settings, env_settings, YamlConfigSettingsSource(settings_cls, yaml_file=config_file())
 
-    @field_validator("batch_buckets", "jwt_algorithms", mode="before")
+    @field_validator("batch_buckets", "jwt_algorithms", "backend_modules", mode="before")
     @classmethod
     def _split_lists(cls, value: Any) -> Any:
         return _comma_list(value)

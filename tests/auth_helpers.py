@@ -13,8 +13,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from face3d.service.api.auth import verify_token
-from face3d.service.api.problems import Problem
 from face3d.service.config import Settings
+from face3d.service.errors import Problem
 
 SECRET = "s3cr3t-" * 6
 

@@ -1,5 +1,5 @@
-"""Shared test set-up: a clean FACE3D_* environment, the engine built once per session, and the
-HS256 settings the auth tests sign against."""
+"""Shared test set-up: a clean FACE3D_* environment, the facemesh backend loaded once per session,
+and the HS256 settings the auth tests sign against."""
 
 from __future__ import annotations
 
@@ -28,12 +28,15 @@ def weights_cache() -> Path:
 
 
 @pytest.fixture(scope="session")
-def engine(weights_cache: Path):
-    """One eager CPU engine for every test that needs real reconstructions."""
-    from face3d.models.nets.frontend import Engine
+def facemesh(weights_cache: Path):
+    """One eager CPU facemesh backend for every test that needs real reconstructions."""
+    from face3d.models.backends.base import BackendConfig
+    from face3d.models.backends.facemesh.backend import FacemeshBackend
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
-    return Engine(device="cpu", cache_dir=weights_cache)
+    backend = FacemeshBackend(BackendConfig(cache_dir=weights_cache))
+    backend.load("cpu")
+    return backend
 
 
 @pytest.fixture

@@ -215,10 +215,8 @@ def mesh_sizes() -> tuple[int, int, int]:
     from face3d.models.backends import backend_class
     from face3d.service.config import Settings
 
-    topology = backend_class(Settings.model_fields["backend"].default).load_topology()
-    if hasattr(topology, "gl_vertex"):  # the ict head: UV seams split vertices
-        return topology.vertex_count, len(topology.triangles), len(topology.gl_vertex)
-    return len(topology.uvs), len(topology.triangles), len(topology.uvs)
+    layout = backend_class(Settings.model_fields["backend"].default).mesh_export().layout
+    return layout.vertex_count, len(layout.triangles), len(layout.gl_vertex)
 
 
 def blank_png(size: int = 320) -> bytes:

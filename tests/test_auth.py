@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from face3d.service.api.auth import MAX_TOKEN_BYTES, Principal, mint_token, require_scope, verify_token
 from face3d.service.api.keys import check_signing_keys
-from face3d.service.api.problems import Problem
 from face3d.service.config import Settings
+from face3d.service.errors import Problem
 from tests.auth_helpers import SECRET, b64, claims, pem_private, pem_public, rejected
 
 

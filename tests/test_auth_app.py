@@ -13,9 +13,10 @@ from fastapi import FastAPI
 
 from face3d.service.api.auth import mint_token
 from face3d.service.api.deps import ReconstructCaller, TenantQuota
-from face3d.service.api.problems import Problem, install_handlers
+from face3d.service.api.problems import install_handlers
 from face3d.service.api.quota import LocalQuota as QuotaLimiter
 from face3d.service.config import Settings
+from face3d.service.errors import Problem
 from face3d.service.logs import JsonFormatter
 from tests.asgi import asgi_requests
 

@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from face3d.service.api.auth import verify_token
 from face3d.service.api.keys import JwksKeys
-from face3d.service.api.problems import Problem
 from face3d.service.config import Settings
+from face3d.service.errors import Problem
 from tests.auth_helpers import b64, claims, jwk_of, rejected
 from tests.jwks_endpoint import JwksEndpoint
 

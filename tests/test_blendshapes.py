@@ -20,10 +20,9 @@ from face3d.models.nets.blendshapes import (
     load_blendshapes,
     mirrored_name,
 )
-from face3d.models.nets.detector import load_face_detector, pad_images
-from face3d.models.nets.landmark_stage import LandmarkStage
 from face3d.service.config import default_cache_dir
 from scripts.annotated_photos import all_photos
+from tests.front_ends import locate
 
 REFERENCE = Path(__file__).parent / "data" / "face_landmarker_reference.json"
 TARGET = 0.05  # the issue's bound on |ours - MediaPipe| per score (measured worst: 0.018)
@@ -36,26 +35,18 @@ def net() -> BlendshapeNet:
 
 
 @cache
-def landmarks_v2() -> tuple[torch.nn.Module, LandmarkStage]:
-    cache_dir = default_cache_dir()
-    stage = LandmarkStage("v2", cache_dir, torch.device("cpu"), torch.float32)
-    return load_face_detector(cache_dir).eval(), stage
-
-
-@cache
 def reference() -> dict:
     return json.loads(REFERENCE.read_text())["photos"]
 
 
 @cache
 def pipeline_scores(name: str, mirrored: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Our landmarks (F,478,3) and blendshape scores (F,52) of a photo, faces largest first."""
+    """Our landmarks (F,478,3) and blendshape scores (F,52) of a photo, faces largest first: what
+    the front end hands every backend."""
     image = all_photos()[name][:, ::-1] if mirrored else all_photos()[name]
-    batch, sizes = pad_images([torch.from_numpy(image.copy()).permute(2, 0, 1).contiguous()])
-    detector, stage = landmarks_v2()
-    found = stage.detect(batch, sizes, detector)
-    with torch.no_grad():
-        return found.landmarks.numpy(), net()(found.landmarks)[0].numpy()
+    found = locate("v2", [image])
+    assert found.blendshapes is not None
+    return found.landmarks.numpy(), found.blendshapes.numpy()
 
 
 def reference_faces(name: str) -> list[tuple[np.ndarray, np.ndarray]]:

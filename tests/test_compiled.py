@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from face3d.models.nets.frontend import Engine
+from face3d.models.backends.base import BackendConfig
+from face3d.models.backends.facemesh.backend import FacemeshBackend
+from face3d.models.nets.frontend import FrontEnd
 from face3d.models.runtime import aot
 from face3d.models.runtime.aot import CompiledStore, CompileUnit, PackageRejected, artifact_key
 from face3d.service.workers.background_compile import _runner
@@ -26,15 +28,17 @@ REPO = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
 
 
-def detector_unit(engine: Engine) -> CompileUnit:
-    return next(unit for unit in engine.runners.units() if unit.name == "detector")
+def detector_unit(backend: FacemeshBackend) -> CompileUnit:
+    return next(unit for unit in backend.compile_units() if unit.name == "detector")
 
 
 @pytest.fixture(scope="module")
-def compiled_detector(tmp_path_factory: pytest.TempPathFactory, engine: Engine) -> tuple[CompiledStore, str]:
+def compiled_detector(
+    tmp_path_factory: pytest.TempPathFactory, facemesh: FacemeshBackend
+) -> tuple[CompiledStore, str]:
     """The detector's package, built once for this module (the slow step: tens of seconds on CPU)."""
     store = CompiledStore(tmp_path_factory.mktemp("compiled"))
-    unit = detector_unit(engine)
+    unit = detector_unit(facemesh)
     key = artifact_key(unit, "facemesh", CPU, torch.float32)
     assert store.load_or_build(unit, key, CPU) is not None
     return store, key
@@ -45,16 +49,17 @@ def test_swap_to_compiled_while_requests_run(
     compiled_detector: tuple[CompiledStore, str], weights_cache: Path
 ):
     store, key = compiled_detector
-    engine = Engine(cache_dir=weights_cache, buckets=(1, 2))
-    engine.warmup(uv_sizes=(256,))
+    backend = FacemeshBackend(BackendConfig(cache_dir=weights_cache, buckets=(1, 2)))
+    backend.load("cpu")
+    backend.warmup(uv_sizes=(256,))
     image = photo("astronaut")
-    (before,) = engine.reconstruct([image], uv_size=256)
+    (before,) = backend.reconstruct([image], uv_size=256)
     results, errors, stop = [], [], threading.Event()
 
     def serve() -> None:  # requests keep arriving while the package is swapped in
         while not stop.is_set():
             try:
-                results.append(engine.reconstruct([image], uv_size=256)[0])
+                results.append(backend.reconstruct([image], uv_size=256)[0])
             except Exception as exc:  # pragma: no cover - the assertion below reports it
                 errors.append(exc)
 
@@ -62,29 +67,31 @@ def test_swap_to_compiled_while_requests_run(
     thread.start()
     runner = store.load(key, CPU)
     assert runner is not None
-    engine.runners.install("detector", runner)
+    backend.install_compiled("detector", runner)
     while len(results) < 3:
         thread.join(0.05)
     stop.set()
     thread.join()
-    assert not errors and engine.runners.status() == {
+    assert not errors and backend.compiled_status() == {
         "detector": True,
         "mesh-v2": False,
         "blendshapes": False,
     }
-    assert engine.model_info()["compiled"]["detector"] is True
+    assert backend.describe()["compiled"]["detector"] is True
     for rec in results:  # eager and compiled agree, whichever served the request
         np.testing.assert_allclose(rec.faces[0].landmarks, before.faces[0].landmarks, atol=0.05)
 
 
-def test_batch_size_is_dynamic(compiled_detector: tuple[CompiledStore, str], engine: Engine) -> None:
+def test_batch_size_is_dynamic(
+    compiled_detector: tuple[CompiledStore, str], facemesh: FacemeshBackend
+) -> None:
     store, key = compiled_detector
     runner = store.load(key, CPU)
     assert runner is not None
     for batch in (1, 3, 8):
         x = torch.rand((batch, 3, 128, 128)).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            for got, want in zip(runner(x), engine.detector(x), strict=True):
+            for got, want in zip(runner(x), detector_unit(facemesh).module(x), strict=True):
                 torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
 
@@ -100,8 +107,8 @@ def test_corrupt_package_is_ignored_with_one_warning(
     assert [r.message for r in caplog.records if "rebuilding" in r.message] and not broken.path(key).exists()
 
 
-def test_keys_follow_what_compiled_code_depends_on(engine: Engine) -> None:
-    unit = detector_unit(engine)
+def test_keys_follow_what_compiled_code_depends_on(facemesh: FacemeshBackend) -> None:
+    unit = detector_unit(facemesh)
     key = artifact_key(unit, "facemesh", CPU, torch.float32)
     assert key == artifact_key(unit, "facemesh", CPU, torch.float32) and key.startswith(
         "facemesh-detector-cpu"
@@ -170,9 +177,9 @@ def test_a_package_that_crashes_on_load_is_set_aside_and_compiled_in_process(
 def test_every_net_exports_with_a_dynamic_batch(landmark_model: str, weights_cache: Path) -> None:
     """A net whose code fixes the batch size (``len(x)`` instead of ``x.shape[0]``) cannot become a
     package: the background compile would fail and the worker stay eager. Export only (seconds)."""
-    engine = Engine(cache_dir=weights_cache, buckets=(1,), landmark_model=landmark_model)
+    front_end = FrontEnd(cache_dir=weights_cache, buckets=(1,), landmark_model=landmark_model)
     batch = torch.export.Dim("batch", min=1, max=aot.MAX_DYNAMIC_BATCH)
-    for unit in engine.runners.units():
+    for unit in front_end.runners.units():
         torch.export.export(
             copy.deepcopy(unit.module), (unit.example,), dynamic_shapes=({0: batch},), strict=False
         )

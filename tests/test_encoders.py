@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from face3d.models.nets.frontend import Engine
+from face3d.models.backends.facemesh.backend import FacemeshBackend
 from face3d.models.pipeline import ReconstructOptions
 from face3d.service.config import Settings, load_settings
 from face3d.service.storage import make_store
@@ -20,7 +20,7 @@ from scripts.photos import photo
 
 
 def _settings(tmp_path: Path) -> Settings:
-    # the tasks hold the facemesh engine's reconstructions (conftest), so its topology encodes them
+    # the tasks hold the facemesh backend's reconstructions (conftest), so its topology encodes them
     return load_settings(auth_disabled_dev=True, results_dir=tmp_path / "results", backend="facemesh")
 
 
@@ -49,11 +49,13 @@ def _run(processes: int, settings: Settings, tasks: list[EncodeTask]) -> dict[st
 
 
 @pytest.mark.parametrize("processes", [0, 2])
-def test_encoders_store_files_and_answer_a_summary(engine: Engine, tmp_path: Path, processes: int) -> None:
+def test_encoders_store_files_and_answer_a_summary(
+    facemesh: FacemeshBackend, tmp_path: Path, processes: int
+) -> None:
     settings = _settings(tmp_path)
     image = photo("astronaut")
-    (rec,) = engine.reconstruct([image], uv_size=256)
-    info = {"backend": "facemesh", **engine.model_info()}
+    (rec,) = facemesh.reconstruct([image], uv_size=256)
+    info = facemesh.describe()
     tasks = [
         EncodeTask(_job("a" * 32, {"obj", "glb", "json", "preview"}), rec, image, info),
         EncodeTask(_job("b" * 32, {"png"}, texture="jpeg"), rec, None, info),
@@ -74,9 +76,9 @@ def test_encoders_store_files_and_answer_a_summary(engine: Engine, tmp_path: Pat
     assert artifact is not None and artifact.data[:4] == b"glTF" and results["d" * 32].summary is None
 
 
-def test_processes_and_threads_agree(engine: Engine, tmp_path: Path) -> None:
-    (rec,) = engine.reconstruct([photo("face_001")], uv_size=256)
-    task = EncodeTask(_job("x" * 32, {"obj", "glb"}, artifact="zip"), rec, None, engine.model_info())
+def test_processes_and_threads_agree(facemesh: FacemeshBackend, tmp_path: Path) -> None:
+    (rec,) = facemesh.reconstruct([photo("face_001")], uv_size=256)
+    task = EncodeTask(_job("x" * 32, {"obj", "glb"}, artifact="zip"), rec, None, facemesh.describe())
     by_threads = _run(0, _settings(tmp_path), [task])["x" * 32].artifact
     by_processes = _run(1, _settings(tmp_path), [task])["x" * 32].artifact
     assert by_threads is not None and by_processes is not None

@@ -1,13 +1,18 @@
-"""Engine end to end on real photos: faces, landmarks, pose, texture, batching (see also test_compiled)."""
+"""The facemesh backend end to end on real photos: faces, landmarks, pose, texture, batching, and the
+front end it stands on (see also test_compiled)."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from face3d.models.nets.frontend import Engine
+from face3d.models.backends.base import BackendConfig
+from face3d.models.backends.facemesh.backend import FacemeshBackend
+from face3d.models.nets.frontend import FrontEnd
 from face3d.service.config import default_cache_dir
 from scripts.photos import PHOTO_NAMES, photo
 
@@ -23,9 +28,9 @@ def _side_by_side(left: np.ndarray, right: np.ndarray, height: int = 512) -> np.
 
 
 @pytest.mark.parametrize("name", PHOTO_NAMES)
-def test_real_photo_gives_one_textured_face(engine: Engine, name: str) -> None:
+def test_real_photo_gives_one_textured_face(facemesh: FacemeshBackend, name: str) -> None:
     image = photo(name)
-    (rec,) = engine.reconstruct([image], uv_size=512)
+    (rec,) = facemesh.reconstruct([image], uv_size=512)
     assert (rec.width, rec.height) == (image.shape[1], image.shape[0])
     assert len(rec.faces) == 1
     face = rec.faces[0]
@@ -49,8 +54,8 @@ def test_real_photo_gives_one_textured_face(engine: Engine, name: str) -> None:
     assert set(rec.timings_ms) >= {"detect", "landmarks", "bake"}
 
 
-def test_model_space_is_frontal_and_centimetre_sized(engine: Engine) -> None:
-    (rec,) = engine.reconstruct([photo("face_001")], uv_size=256)
+def test_model_space_is_frontal_and_centimetre_sized(facemesh: FacemeshBackend) -> None:
+    (rec,) = facemesh.reconstruct([photo("face_001")], uv_size=256)
     v = rec.faces[0].vertices
     width = v[:, 0].max() - v[:, 0].min()
     assert 10 < width < 20, f"a face is ~14 cm wide, got {width:.1f}"
@@ -58,24 +63,24 @@ def test_model_space_is_frontal_and_centimetre_sized(engine: Engine) -> None:
     assert v[nose_tip, 2] > np.percentile(v[:, 2], 95)
 
 
-def test_batched_equals_one_by_one(engine: Engine) -> None:
+def test_batched_equals_one_by_one(facemesh: FacemeshBackend) -> None:
     images = [photo(n) for n in PHOTO_NAMES]
-    together = engine.reconstruct(images, uv_size=256)
+    together = facemesh.reconstruct(images, uv_size=256)
     for image, rec in zip(images, together, strict=True):
-        (alone,) = engine.reconstruct([image], uv_size=256)
+        (alone,) = facemesh.reconstruct([image], uv_size=256)
         np.testing.assert_allclose(rec.faces[0].landmarks, alone.faces[0].landmarks, atol=1e-2)
         assert np.abs(rec.faces[0].texture.astype(int) - alone.faces[0].texture).max() <= 1
 
 
-def test_blank_image_has_no_face(engine: Engine) -> None:
-    (rec,) = engine.reconstruct([np.full((300, 400, 3), 128, np.uint8)], uv_size=256)
+def test_blank_image_has_no_face(facemesh: FacemeshBackend) -> None:
+    (rec,) = facemesh.reconstruct([np.full((300, 400, 3), 128, np.uint8)], uv_size=256)
     assert rec.faces == []
 
 
-def test_all_faces_largest_first(engine: Engine) -> None:
+def test_all_faces_largest_first(facemesh: FacemeshBackend) -> None:
     canvas = _side_by_side(photo("face_001"), photo("image00021"))
-    (single,) = engine.reconstruct([canvas], uv_size=256)
-    (both,) = engine.reconstruct([canvas], uv_size=256, all_faces=True)
+    (single,) = facemesh.reconstruct([canvas], uv_size=256)
+    (both,) = facemesh.reconstruct([canvas], uv_size=256, all_faces=True)
     assert len(single.faces) == 1 and len(both.faces) == 2
     areas = [(f.bbox[2] - f.bbox[0]) * (f.bbox[3] - f.bbox[1]) for f in both.faces]
     assert areas[0] > areas[1]
@@ -83,7 +88,8 @@ def test_all_faces_largest_first(engine: Engine) -> None:
 
 
 def test_more_images_than_the_largest_bucket() -> None:
-    small = Engine(buckets=(1, 2), cache_dir=default_cache_dir())
+    small = FacemeshBackend(BackendConfig(cache_dir=default_cache_dir(), buckets=(1, 2)))
+    small.load("cpu")
     images = [photo("image00021")] * 3 + [np.zeros((64, 64, 3), np.uint8)]
     recs = small.reconstruct(images, uv_size=256)
     assert [len(r.faces) for r in recs] == [1, 1, 1, 0]
@@ -91,11 +97,12 @@ def test_more_images_than_the_largest_bucket() -> None:
 
 def test_reduced_precision_is_refused_on_cpu() -> None:
     with pytest.raises(ValueError, match="CUDA"):
-        Engine(dtype=torch.float16, cache_dir=default_cache_dir())
+        FrontEnd(dtype=torch.float16, cache_dir=default_cache_dir())
 
 
-def test_model_info_names_weights(engine: Engine) -> None:
-    info = engine.model_info()
+def test_describe_names_weights(facemesh: FacemeshBackend) -> None:
+    info = facemesh.describe()
+    assert info["backend"] == "facemesh" and "backend" not in facemesh.front_end.describe()
     assert info["landmarks"] == 478 and info["device"] == "cpu"
     assert all(len(h) == 64 for h in info["weights"].values())
     # detector, landmark net and (for 478-point nets) the blendshape net, each with source and licence
@@ -103,15 +110,20 @@ def test_model_info_names_weights(engine: Engine) -> None:
     assert all(w["licence"] and w["source"] for w in info["weight_files"])
 
 
-def test_faces_the_landmark_net_rejects_are_dropped(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine.stage, "presence_threshold", 1.01)  # reject every detection
-    (rec,) = engine.reconstruct([photo("astronaut")], uv_size=256)
+def test_faces_the_landmark_net_rejects_are_dropped(
+    facemesh: FacemeshBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    front_end = facemesh.front_end
+    assert front_end is not None
+    strict = dataclasses.replace(front_end.spec, presence_threshold=1.01)  # reject every detection
+    monkeypatch.setattr(front_end, "spec", strict)
+    (rec,) = facemesh.reconstruct([photo("astronaut")], uv_size=256)
     assert rec.faces == []
 
 
-def test_texture_does_not_depend_on_batch_mates(engine: Engine) -> None:
+def test_texture_does_not_depend_on_batch_mates(facemesh: FacemeshBackend) -> None:
     small = photo("image00021")
     big = np.asarray(Image.fromarray(photo("face_001")).resize((1400, 1400)))
-    (alone,) = engine.reconstruct([small], uv_size=1024)
-    together = engine.reconstruct([small, big], uv_size=1024)
+    (alone,) = facemesh.reconstruct([small], uv_size=1024)
+    together = facemesh.reconstruct([small, big], uv_size=1024)
     assert np.abs(alone.faces[0].texture.astype(int) - together[0].faces[0].texture).max() <= 1

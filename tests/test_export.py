@@ -14,18 +14,19 @@ import pytest
 import trimesh
 from PIL import Image
 
+from face3d.models.backends.facemesh.export import OBJ_HEADER, facemesh_export
 from face3d.models.backends.facemesh.topology import Topology, load_topology
-from face3d.models.export.files import (
-    encode_texture,
-    export_files,
-    result_json,
-    to_glb,
-    to_obj,
-)
+from face3d.models.errors import OptionsError
+from face3d.models.export.document import result_json
+from face3d.models.export.files import encode_texture, export_files
+from face3d.models.export.glb import to_glb
+from face3d.models.export.mesh import MeshExport, MeshLayout
+from face3d.models.export.obj import to_obj
 from face3d.models.export.preview import render_preview
 from face3d.models.geometry.ibug68 import IBUG68_FROM_MEDIAPIPE, REGIONS, ibug68
 from face3d.models.geometry.normals import vertex_normals
 from face3d.models.nets.assets import asset_path
+from face3d.models.pipeline import ReconstructOptions
 from face3d.models.reconstruction import Face, Pose, Reconstruction
 from face3d.service.config import default_cache_dir
 
@@ -48,6 +49,8 @@ def _cap_topology() -> Topology:
 
 
 CAP = _cap_topology()
+# The cap through the generic hooks: a mesh from no backend at all, exported like any backend's.
+CAP_EXPORT = MeshExport(MeshLayout.single_uv("face", CAP.triangles, CAP.uvs, obj_header=OBJ_HEADER))
 
 
 def _face(centre: tuple[float, float], size: float, seed: int) -> Face:
@@ -110,7 +113,7 @@ def test_vertex_normals_point_out_of_the_cap() -> None:
 
 def test_obj_reloads_in_trimesh_with_uvs_normals_and_texture(tmp_path: Path) -> None:
     face = _face((0, 0), 1, 0)
-    obj, mtl = to_obj(face, CAP, "face.png", "face.mtl")
+    obj, mtl = to_obj(CAP_EXPORT.layout, CAP_EXPORT.mesh(face, False), "face.png", "face.mtl")
     (tmp_path / "face.obj").write_bytes(obj)
     (tmp_path / "face.mtl").write_bytes(mtl)
     (tmp_path / "face.png").write_bytes(encode_texture(face.texture))
@@ -135,7 +138,7 @@ def test_obj_reloads_in_trimesh_with_uvs_normals_and_texture(tmp_path: Path) -> 
 def test_glb_loads_in_trimesh_and_pygltflib() -> None:
     face = _face((0, 0), 1, 1)
     png = encode_texture(face.texture)
-    glb = to_glb(face, CAP, png, "image/png")
+    glb = to_glb(CAP_EXPORT.layout, CAP_EXPORT.mesh(face, False), png, "image/png")
     scene = trimesh.load(io.BytesIO(glb), file_type="glb", process=False)
     (mesh,) = scene.geometry.values()
     assert mesh.vertices.shape == (468, 3) and len(mesh.faces) == len(CAP.triangles)
@@ -161,7 +164,8 @@ def test_glb_loads_in_trimesh_and_pygltflib() -> None:
 def test_export_one_face_names_and_shared_texture() -> None:
     rec = _rec(1)
     model_info = {"model": "mediapipe-face-landmark", "weights": {"face_landmark.tflite": "ab12"}}
-    files = export_files(rec, _photo(), CAP, {"obj", "png", "glb", "json", "preview"}, model_info=model_info)
+    formats = {"obj", "png", "glb", "json", "preview"}
+    files = export_files(rec, _photo(), CAP_EXPORT, formats, model_info=model_info)
     assert set(files) == {"face.obj", "face.mtl", "face.png", "face.glb", "result.json", "preview.png"}
     gltf = pygltflib.GLTF2.load_from_bytes(files["face.glb"])
     view = gltf.bufferViews[gltf.images[0].bufferView]
@@ -185,7 +189,7 @@ def test_export_one_face_names_and_shared_texture() -> None:
 
 
 def test_export_several_faces_jpeg_textures() -> None:
-    files = export_files(_rec(2), _photo(), CAP, {"obj", "png", "json"}, texture_format="jpeg")
+    files = export_files(_rec(2), _photo(), CAP_EXPORT, {"obj", "png", "json"}, texture_format="jpeg")
     expected = {f"face{k}.{ext}" for k in (0, 1) for ext in ("obj", "mtl", "jpg")} | {"result.json"}
     assert set(files) == expected
     assert b"map_Kd face1.jpg" in files["face1.mtl"] and b"mtllib face1.mtl" in files["face1.obj"]
@@ -199,24 +203,24 @@ def test_export_several_faces_jpeg_textures() -> None:
 
 
 def test_export_without_faces_and_bad_formats() -> None:
-    files = export_files(_rec(0), _photo(), CAP, {"obj", "glb", "json", "preview"})
+    files = export_files(_rec(0), _photo(), CAP_EXPORT, {"obj", "glb", "json", "preview"})
     assert set(files) == {"result.json", "preview.png"}
     assert json.loads(files["result.json"])["faces"] == []
-    assert set(export_files(_rec(1), _photo(), CAP, {"glb"})) == {"face.glb"}
-    with pytest.raises(ValueError, match="stl"):
-        export_files(_rec(1), _photo(), CAP, {"stl"})
+    assert set(export_files(_rec(1), _photo(), CAP_EXPORT, {"glb"})) == {"face.glb"}
+    with pytest.raises(OptionsError, match="formats"):  # checked once, where every request's options are
+        ReconstructOptions(formats=frozenset({"stl"}))
 
 
 def test_result_json_lists_given_files() -> None:
     doc = result_json(_rec(1), None, ["face.glb", "result.json"])
-    assert doc["model"] == {} and doc["files"] == ["face.glb", "result.json"]
-    assert doc["faces"][0]["files"] == ["face.glb"]
+    assert doc.model == {} and doc.files == ["face.glb", "result.json"]
+    assert doc.faces[0].files == ["face.glb"]
 
 
 def test_preview_is_downscaled_and_shows_the_wireframe() -> None:
     rec = _rec(1, width=2000, height=1500)
     rec.faces[0] = _face((1000.0, 700.0), 60.0, 0)
-    png = render_preview(_photo(2000, 1500), rec, CAP)
+    png = render_preview(_photo(2000, 1500), rec, [CAP_EXPORT.preview(rec.faces[0])])
     preview = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
     assert preview.shape == (768, 1024, 3)
     green = preview[..., 1] - preview[..., 0] > 80  # translucent green over the grey photo
@@ -225,7 +229,10 @@ def test_preview_is_downscaled_and_shows_the_wireframe() -> None:
     scale = 1024 / 2000
     x0, y0, x1, y1 = (np.array(rec.faces[0].bbox) * scale).tolist()
     assert x0 - 2 <= cols.min() and cols.max() <= x1 + 2 and y0 - 2 <= rows.min() and rows.max() <= y1 + 2
-    small = np.asarray(Image.open(io.BytesIO(render_preview(_photo(), _rec(1), CAP))))
+    one = _rec(1)
+    small = np.asarray(
+        Image.open(io.BytesIO(render_preview(_photo(), one, [CAP_EXPORT.preview(one.faces[0])])))
+    )
     assert small.shape == (300, 400, 3)  # never upscaled
 
 
@@ -298,7 +305,7 @@ def test_real_mesh_exports_and_reloads(tmp_path: Path) -> None:
     face = _face((0, 0), 1, 0)
     face.vertices = topology.template.copy()
     rec = Reconstruction(width=400, height=300, faces=[face])
-    files = export_files(rec, _photo(), topology, {"obj", "glb"})
+    files = export_files(rec, _photo(), facemesh_export(), {"obj", "glb"})
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
     mesh = trimesh.load(tmp_path / "face.obj", process=False, maintain_order=True)

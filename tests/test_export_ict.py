@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +15,15 @@ import pygltflib as gl
 import pytest
 from PIL import Image
 
-from face3d.models.backends.ict.export import SPARSE_MIN_CM, to_head_glb, to_head_obj
+from face3d.models.backends.ict.export import IctExport, ict_export
 from face3d.models.backends.ict.model import load_ict_model
 from face3d.models.backends.ict.topology import HeadTopology, load_head_topology
-from face3d.models.export.files import encode_texture, export_files, result_json
+from face3d.models.export.document import result_json
+from face3d.models.export.files import encode_texture, export_files
+from face3d.models.export.glb import SPARSE_MIN_CM, to_glb
+from face3d.models.export.obj import to_obj
 from face3d.models.reconstruction import Face, FaceModel, Pose, Reconstruction
-
-VALIDATOR = "gltf-validator@2.0.0-dev.3.10"
+from tests.gltf_validator import validator_issues
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def face(topo: HeadTopology) -> Face:
 
 
 def test_obj_is_the_whole_head_in_centimetres(face: Face, topo: HeadTopology) -> None:
-    obj, mtl = to_head_obj(face, topo, "face.png", "face.mtl")
+    obj, mtl = _obj(face)
     lines = obj.decode("ascii").splitlines()
     kinds = [line.split(" ", 1)[0] for line in lines if line and not line.startswith("#")]
     assert kinds.count("v") == topo.vertex_count == kinds.count("vn")
@@ -67,15 +67,21 @@ def test_obj_is_the_whole_head_in_centimetres(face: Face, topo: HeadTopology) ->
     corner = [int(i) for i in first_face.split()[1].split("/")]
     assert corner == [topo.triangles[0, 0] + 1, topo.triangle_uvs[0, 0] + 1, topo.triangles[0, 0] + 1]
     assert b"map_Kd face.png" in mtl
-    neutral, _ = to_head_obj(face, topo, "face.png", "face.mtl", neutral=True)
+    neutral, _ = _obj(face, neutral=True)
     v0 = np.array(
         [line.split()[1:] for line in neutral.decode().splitlines() if line.startswith("v ")], float
     )
     np.testing.assert_allclose(v0, face.model.base_vertices, atol=6e-6)
 
 
+def _obj(face: Face, neutral: bool = False) -> tuple[bytes, bytes]:
+    hooks: IctExport = ict_export()
+    return to_obj(hooks.layout, hooks.mesh(face, neutral), "face.png", "face.mtl")
+
+
 def _glb(face: Face, topo: HeadTopology, neutral: bool = False) -> bytes:
-    return to_head_glb(face, topo, encode_texture(face.texture), "image/png", neutral)
+    hooks = ict_export()
+    return to_glb(hooks.layout, hooks.mesh(face, neutral), encode_texture(face.texture), "image/png")
 
 
 def test_glb_carries_named_morph_targets_at_the_fitted_weights(face: Face, topo: HeadTopology) -> None:
@@ -110,41 +116,10 @@ def test_glb_carries_named_morph_targets_at_the_fitted_weights(face: Face, topo:
     assert neutral.meshes[0].weights == [0.0] * 53
 
 
-def _validator(cache: Path) -> Path | None:
-    """The Khronos glTF validator's module under the cache (npm install once); None without node."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        return None
-    prefix = cache / "node"
-    module = prefix / "node_modules" / "gltf-validator" / "module.mjs"
-    if not module.is_file():
-        prefix.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(prefix), VALIDATOR],
-            check=True, capture_output=True, timeout=300,
-        )  # fmt: skip
-    return module
-
-
 def test_glb_passes_the_khronos_validator(
     face: Face, topo: HeadTopology, weights_cache: Path, tmp_path: Path
 ):
-    module = _validator(weights_cache)
-    if module is None:
-        pytest.skip("node/npm are not installed (CI has them)")
-    glb = tmp_path / "head.glb"
-    glb.write_bytes(_glb(face, topo))
-    script = (
-        f"import {{ validateBytes }} from '{module.as_posix()}';\n"
-        "import fs from 'fs';\n"
-        "const report = await validateBytes(new Uint8Array(fs.readFileSync(process.argv[2])));\n"
-        "console.log(JSON.stringify(report.issues));\n"
-    )
-    runner = tmp_path / "validate.mjs"
-    runner.write_text(script)
-    proc = subprocess.run(
-        ["node", str(runner), str(glb)], capture_output=True, text=True, timeout=120, check=True
-    )
-    issues = json.loads(proc.stdout)
+    issues = validator_issues(_glb(face, topo), weights_cache, tmp_path)
     assert issues["numErrors"] == 0, issues["messages"][:5]
     assert issues["numWarnings"] == 0, issues["messages"][:5]
 
@@ -152,7 +127,7 @@ def test_glb_passes_the_khronos_validator(
 def test_json_and_preview_of_an_ict_result(face: Face, topo: HeadTopology) -> None:
     rec = Reconstruction(400, 400, [face], {"detect": 1.0})
     image = np.full((400, 400, 3), 90, np.uint8)
-    files = export_files(rec, image, topo, {"json", "preview", "glb", "obj", "png"}, neutral=True)
+    files = export_files(rec, image, ict_export(), {"json", "preview", "glb", "obj", "png"}, neutral=True)
     assert {"face.obj", "face.mtl", "face.png", "face.glb", "preview.png", "result.json"} == set(files)
     (doc,) = json.loads(files["result.json"])["faces"]
     assert len(doc["identity"]) == 100 and list(doc["expression"]) == list(topo.expression_names)
@@ -163,7 +138,8 @@ def test_json_and_preview_of_an_ict_result(face: Face, topo: HeadTopology) -> No
     preview = np.asarray(Image.open(io.BytesIO(files["preview.png"])).convert("RGB")).astype(int)
     drawn = np.abs(preview - 90).max(axis=2) > 20
     assert drawn[150:260, 150:250].mean() > 0.2  # the head's wireframe over the face
-    assert result_json(rec, {}, ["x"])["faces"][0]["neutral"] is False
+    fields = [ict_export().json_fields(face, neutral=False)]
+    assert (result_json(rec, {}, ["x"], fields).faces[0].model_extra or {})["neutral"] is False
 
 
 def test_neutral_option_reaches_the_files(face: Face, topo: HeadTopology) -> None:
@@ -173,8 +149,8 @@ def test_neutral_option_reaches_the_files(face: Face, topo: HeadTopology) -> Non
     options = ReconstructOptions.parse(formats="glb,json", neutral=True)
     assert options.neutral and options.batch_key == ReconstructOptions.parse(formats="glb").batch_key
     rec = Reconstruction(400, 400, [face], {})
-    exported = export_result(rec, None, options, topo, {"backend": "ict"})
+    exported = export_result(rec, None, options, ict_export(), {"backend": "ict"})
     assert gl.GLTF2.load_from_bytes(exported.files["face.glb"]).meshes[0].weights == [0.0] * 53
-    assert exported.document["faces"][0]["neutral"] is True
+    assert (exported.document.faces[0].model_extra or {})["neutral"] is True
     args = build_parser().parse_args(["reconstruct", "x.jpg", "-o", "out", "--neutral"])
     assert args.neutral is True

@@ -13,7 +13,7 @@ from scipy.spatial import ConvexHull
 
 from face3d.models.backends import BackendConfig, create_backend
 from face3d.models.backends.ict.backend import IctBackend
-from face3d.models.backends.ict.export import posed_points
+from face3d.models.export.mesh import posed_points
 from face3d.models.geometry.ibug68 import ibug68
 from face3d.models.geometry.normals import vertex_normals
 from face3d.models.geometry.uv_raster import rasterize_atlas
@@ -42,7 +42,7 @@ def _reconstruct(backend: IctBackend, name: str) -> Reconstruction:
 def test_photo_gives_a_fitted_dense_head(backend: IctBackend, name: str) -> None:
     rec = _reconstruct(backend, name)
     (face,) = rec.faces
-    topo = backend.topology
+    topo = backend.mesh_export().topology
     model = face.model
     assert model is not None and face.vertices.shape == (topo.vertex_count, 3)
     assert model.identity.shape == (100,) and np.abs(model.identity).max() < 6
@@ -65,8 +65,8 @@ def test_photo_gives_a_fitted_dense_head(backend: IctBackend, name: str) -> None
 def test_projected_mesh_covers_the_detected_face(backend: IctBackend, name: str) -> None:
     """The head drawn into the photo covers the face the landmark net found (its outline's hull)."""
     (face,) = _reconstruct(backend, name).faces
-    topo = backend.topology
-    points = posed_points(face, face.vertices)
+    topo = backend.mesh_export().topology
+    points = posed_points(face.pose, face.vertices)
     front = vertex_normals(points, topo.triangles)[topo.triangles].mean(axis=1)[:, 2] < 0
     image = photo(name)
     mask = Image.new("1", (image.shape[1], image.shape[0]), 0)
@@ -83,7 +83,7 @@ def test_projected_mesh_covers_the_detected_face(backend: IctBackend, name: str)
 
 def _face_tile(backend: IctBackend, texture: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
     """The face tile's texels, the mask of those on the head, and the columns beside its mirror line."""
-    topo = backend.topology
+    topo = backend.mesh_export().topology
     size = texture.shape[0]
     owner, _ = rasterize_atlas(topo.uvs, topo.triangle_uvs, size)
     on_face = (owner >= 0) & (topo.triangle_material[owner] == topo.material_names.index("M_Face"))
@@ -132,12 +132,12 @@ def test_neutral_is_the_identity_without_expression(backend: IctBackend) -> None
     (face,) = _reconstruct(backend, "astronaut").faces
     model = face.model
     assert model is not None and model.expression.max() > 0.1  # she smiles
-    moved = np.tensordot(model.expression, backend.topology.expression, axes=1)
+    moved = np.tensordot(model.expression, backend.mesh_export().topology.expression, axes=1)
     np.testing.assert_allclose(face.vertices, model.base_vertices + moved, atol=2e-3)
 
 
 def test_batched_faces_match_single_ones(backend: IctBackend) -> None:
-    names = ("astronaut", "face_001")
+    names = PHOTO_NAMES  # photos of different sizes in one batch (their windows' bounds once crashed)
     together = backend.reconstruct([photo(n) for n in names], UV, False)
     for name, rec in zip(names, together, strict=True):
         alone = _reconstruct(backend, name).faces[0]

@@ -9,8 +9,9 @@ import pytest
 from fastapi import FastAPI
 
 from face3d.service.api.middleware import MAX_HEADER_BYTES, RequestContext
-from face3d.service.api.problems import Problem, install_handlers
+from face3d.service.api.problems import install_handlers
 from face3d.service.api.uploads import UploadBudget
+from face3d.service.errors import Problem
 from tests.asgi import asgi_requests
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from face3d.service.api.problems import Problem
 from face3d.service.api.quota import LocalQuota, RedisQuota, make_quota, work_units
 from face3d.service.config import Settings
+from face3d.service.errors import Problem
 from tests.redis_server import redis_url  # noqa: F401  (a fixture)
 from tests.serving import SECRET, Server, assert_problem, blank_png, launch, post_image
 

@@ -51,17 +51,17 @@ def test_watchdog_rules() -> None:
     pool, worker = _pool_and_worker(watchdog_s=10, request_timeout_s=30)
     now = time.monotonic()
     worker.seen = worker.moved = now
-    assert pool._stuck(worker) is None
+    assert pool.supervisor.stuck(worker) is None
     worker.seen = now - 11  # no message at all: stopped, or hung holding the GIL
-    assert "sent nothing" in (pool._stuck(worker) or "")
+    assert "sent nothing" in (pool.supervisor.stuck(worker) or "")
     worker.seen = now
     worker.moved = now - 31  # heartbeats, but no stage passed while holding a job
-    assert pool._stuck(worker) is None  # idle: nothing to wait for
+    assert pool.supervisor.stuck(worker) is None  # idle: nothing to wait for
     job = Job("j", b"", ReconstructOptions(), now + 30, now, "t", 60)
     worker.inflight["j"] = _Pending(job, None)  # type: ignore[arg-type]
-    assert "passed no stage" in (pool._stuck(worker) or "")
+    assert "passed no stage" in (pool.supervisor.stuck(worker) or "")
     worker.ready = False  # warming up: never the watchdog's business
-    assert pool._stuck(worker) is None
+    assert pool.supervisor.stuck(worker) is None
 
 
 def test_device_errors_are_classified() -> None:

@@ -15,11 +15,10 @@ from ai_edge_litert.interpreter import Interpreter
 
 from face3d.models.nets.assets import asset_path, sha256_file
 from face3d.models.nets.blendshapes import LANDMARK_SUBSET
-from face3d.models.nets.detector import letterbox, load_face_detector, pad_images, select_faces
-from face3d.models.nets.landmarks_v2 import NMS_IOU_THRESHOLD, crop_rois, face_rois_v2
 from face3d.models.nets.tflite.loader import load_tflite
 from face3d.service.config import default_cache_dir
 from scripts.photos import PHOTO_NAMES, photo
+from tests.front_ends import front_end
 
 MESH_V2, BLENDSHAPES = "face_landmarks_detector.tflite", "face_blendshapes.tflite"
 REFERENCE = Path(__file__).parent / "data" / "face_landmarker_reference.json"
@@ -61,15 +60,11 @@ def _run_torch(model: str, batch: np.ndarray) -> list[np.ndarray]:
 
 @cache
 def _face_crops() -> np.ndarray:
-    """(4, 256, 256, 3) V2 crops of the test photos in [0, 1], as the V2 pipeline cuts them."""
-    batch, sizes = pad_images([torch.from_numpy(photo(n).copy()).permute(2, 0, 1) for n in PHOTO_NAMES])
-    with torch.no_grad():
-        x, frames = letterbox(batch, sizes)
-        detections = select_faces(
-            *load_face_detector(default_cache_dir())(x), frames, max_faces=1, iou_threshold=NMS_IOU_THRESHOLD
-        )
-        face_image, boxes, keypoints, _ = detections.flatten()
-        crops = crop_rois(batch, sizes, face_image, face_rois_v2(boxes, keypoints))
+    """(4, 256, 256, 3) V2 crops of the test photos in [0, 1], cut where the front end's ``locate``
+    put each photo's face."""
+    fe = front_end("v2")
+    found = fe.locate([photo(n) for n in PHOTO_NAMES])
+    crops = fe.spec.crops(found.batch, found.sizes, found.face_image, found.rois)
     return crops.permute(0, 2, 3, 1).numpy()
 
 

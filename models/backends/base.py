@@ -3,7 +3,8 @@
 A backend is built cheaply from a ``BackendConfig`` (no weights, no device work), then ``load``ed
 on one device, ``warmup``ed (which also compiles its buckets), and asked to ``reconstruct``
 batches of decoded photos. It ``describe``s itself for ``/v1/models`` and every result.json, and
-names the ``topology`` (triangles, UVs) its meshes use, which the exporter needs. Backends hold
+hands the exporters its ``mesh_export`` hooks (its mesh layout; per face the meshes, extra JSON and
+preview marks), so models/export/ never names a backend. Backends hold
 per-process state (compiled graphs, device buffers): one instance per worker, never shared.
 """
 
@@ -13,15 +14,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
+from face3d.models.export.mesh import MeshExport
 from face3d.models.reconstruction import Reconstruction
 from face3d.models.runtime.aot import CompileUnit, Runner
-
-if TYPE_CHECKING:
-    from face3d.models.backends.facemesh.topology import Topology
 
 
 @dataclass(frozen=True)
@@ -53,12 +52,10 @@ class ReconstructionBackend(ABC):
 
     @classmethod
     @abstractmethod
-    def load_topology(cls) -> Topology:
-        """The mesh layout of this backend's results, without loading weights (encoders need it)."""
-
-    @property
-    def topology(self) -> Topology:
-        return type(self).load_topology()
+    def mesh_export(cls) -> MeshExport:
+        """This backend's export hooks: its mesh layout, and per face the meshes, JSON members and
+        preview marks (models/export/mesh.py). Built without weights, once per process (cache it):
+        encoder processes hold only this."""
 
     @abstractmethod
     def load(self, device: str) -> None:

@@ -58,8 +58,11 @@ IBUG68_INDEX = np.asarray(IBUG68_FROM_MEDIAPIPE, dtype=np.int64)
 IBUG68_INDEX.setflags(write=False)
 
 
+MEDIAPIPE_MESH_POINTS = 468
+
+
 def ibug68(landmarks: np.ndarray) -> np.ndarray:
     """(N >= 468, C) MediaPipe landmarks -> (68, C) iBUG points, same coordinates."""
-    if landmarks.shape[0] < 468:
+    if landmarks.shape[0] < MEDIAPIPE_MESH_POINTS:
         raise ValueError(f"need the 468 MediaPipe mesh points, got {landmarks.shape[0]}")
     return landmarks[IBUG68_INDEX]

@@ -77,7 +77,7 @@ class BlendshapeNet(nn.Module):
     """landmarks (F, 478, 2 or 3) in image pixels -> scores (F, 52) in [0, 1], ``BLENDSHAPE_NAMES`` order.
 
     One net call for all faces; fixed shapes, no host syncs, so ``torch.compile`` takes it whole.
-    Returns a one-tuple, like the image nets: the engine runs, compiles and graphs them all alike.
+    Returns a one-tuple, like the image nets: the front end runs, compiles and graphs them all alike.
     """
 
     names = BLENDSHAPE_NAMES

@@ -8,7 +8,7 @@ SsdAnchors / TensorsToDetections / NonMaxSuppression calculators) for the landma
 Coordinates: MediaPipe's pixel convention throughout, where pixel ``k``'s centre sits at ``k`` (its
 OpenCV warps sample there). Image pixels of the input, x right, y down.
 
-Call order (what ``models/nets/landmark_stage.py::LandmarkStage.detect`` does)::
+Call order (what ``models/nets/frontend.py::FrontEnd.locate`` does, bucketed)::
 
     batch, sizes = pad_images(images)                 # list of (3,H,W) uint8 -> padded batch
     x, frames = letterbox(batch, sizes)               # (B,3,128,128) in [-1, 1]
@@ -250,7 +250,7 @@ def select_faces(
 
 
 def module_dtype(module: nn.Module) -> torch.dtype:
-    """The floating dtype the module's weights are in: inputs are cast to it, so the engine may
+    """The floating dtype the module's weights are in: inputs are cast to it, so the front end may
     ``.half()`` a net while pre/post-processing stays float32."""
     for tensor in (*module.parameters(), *module.buffers()):
         if tensor.is_floating_point():

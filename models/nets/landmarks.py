@@ -1,39 +1,28 @@
-"""Face landmarks from detections, batched over faces: ROI, affine crop, landmark net, back-projection.
+"""FaceMesh V1 landmark nets, batched over faces: face crops in, points in crop pixels and presence out.
 
-MediaPipe's face_landmark_front graph, re-done in torch so that all faces of a batch of images run
-as one (F,3,192,192) net call on any device: the ROI is the detection box made square on its long
-side and enlarged 1.5x, rotated so the eyes lie level (FaceDetectionFrontDetectionToRoi); the crop
-is a rotated bilinear warp with replicated borders (ImageToTensorCalculator); net outputs are
-projected back with the ROI's rotation and size (LandmarkProjectionCalculator). Two nets:
+MediaPipe's legacy FaceMesh graph (face_landmark_front), its net re-done in torch so that all faces of
+a batch of images run as one (F,3,192,192) net call on any device. Two nets:
 
 * ``"468"``: face_landmark.tflite, 468 points.
 * ``"478"``: face_landmark_with_attention.tflite: the same 468 with lips and eyes refined by their
   own heads, plus 5 points per iris (MediaPipe's TensorsToFaceLandmarksWithAttention).
 
-Output: (F, N, 3) image pixels (pixel k's centre at k, as in models/nets/detector.py), z in the same pixel
-scale as x, smaller = closer (MediaPipe's convention, relative to the face's centre depth), and a
-face-presence probability per face (MediaPipe drops faces below ``PRESENCE_THRESHOLD``).
+Which crops the nets take (square ROIs turned to the eyes) and how their points go back to the image
+is their graph's convention, kept with V2's in models/nets/landmark_spec.py.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from face3d.models.nets.assets import asset_path
-from face3d.models.nets.detector import (
-    module_dtype,
-)
-from face3d.models.nets.sampling import crop_quads
+from face3d.models.nets.detector import module_dtype
 from face3d.models.nets.tflite.loader import load_tflite
 
 INPUT_SIZE = 192
-ROI_SCALE = 1.5
-PRESENCE_THRESHOLD = 0.5
 MODEL_FILES = {"468": "face_landmark.tflite", "478": "face_landmark_with_attention.tflite"}
 
 # Which of the 468 mesh points each refinement head of the attention model replaces (x, y only):
@@ -106,57 +95,3 @@ def load_face_mesh(model: str, cache_dir: Path) -> FaceMeshNet:
     if model not in MODEL_FILES:
         raise ValueError(f"landmark model must be one of {sorted(MODEL_FILES)}, not {model!r}")
     return FaceMeshNet(load_tflite(asset_path(MODEL_FILES[model], cache_dir)), int(model))
-
-
-def face_rois(boxes: Tensor, keypoints: Tensor) -> Tensor:
-    """Landmark ROIs (F,4) = (centre x, centre y, side, angle in radians) in image pixels.
-
-    The detection box, squared on its long side and scaled 1.5x, turned by the angle of the line
-    from keypoint 0 to keypoint 1 (the eyes) so that the eyes come out level in the crop.
-    """
-    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
-    side = (boxes[:, 2:] - boxes[:, :2]).max(dim=1).values * ROI_SCALE
-    eyes = keypoints[:, 1] - keypoints[:, 0]
-    angle = torch.atan2(eyes[:, 1], eyes[:, 0])
-    angle = angle - 2 * math.pi * torch.floor((angle + math.pi) / (2 * math.pi))  # into [-pi, pi)
-    return torch.cat([centre, side[:, None], angle[:, None]], dim=1)
-
-
-def _roi_axes(rois: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Origin (F,2) of the ROI's top-left corner and its unit-length-per-crop x and y axes (F,2)."""
-    cos, sin = torch.cos(rois[:, 3]), torch.sin(rois[:, 3])
-    scale = rois[:, 2:3]
-    x_axis = torch.stack([cos, sin], dim=1) * scale
-    y_axis = torch.stack([-sin, cos], dim=1) * scale
-    origin = rois[:, :2] - (x_axis + y_axis) / 2
-    return origin, x_axis, y_axis
-
-
-def crop_faces(images: Tensor, sizes: Tensor, face_image: Tensor, rois: Tensor) -> Tensor:
-    """Rotated 192x192 crops (F,3,192,192) in [0, 1] of each face's ROI, borders replicated.
-
-    images: padded (B,3,H,W) uint8 batch, sizes (B,2) (w, h); face_image (F,) picks each face's
-    image. Crop pixel (i, j) samples ``origin + (i / 192) * x_axis + (j / 192) * y_axis``,
-    MediaPipe's corner-to-corner warp.
-    """
-    return crop_quads(images, sizes, face_image, *_roi_axes(rois), INPUT_SIZE)
-
-
-def to_image_space(points: Tensor, rois: Tensor) -> Tensor:
-    """Crop-frame landmarks (F,N,3) (192-pixel units) -> image pixels; z scaled like x."""
-    origin, x_axis, y_axis = _roi_axes(rois)
-    uv = points[..., :2] / INPUT_SIZE
-    xy = origin[:, None, :] + uv[..., 0:1] * x_axis[:, None, :] + uv[..., 1:2] * y_axis[:, None, :]
-    z = points[..., 2:3] * (rois[:, None, 2:3] / INPUT_SIZE)
-    return torch.cat([xy, z], dim=-1)
-
-
-@dataclass(frozen=True)
-class FaceLandmarks:
-    """Faces found in a batch (F faces over B images), all in image pixels."""
-
-    face_image: Tensor  # (F,) long: index of each face's image in the batch
-    boxes: Tensor  # (F,4) xyxy detection boxes
-    scores: Tensor  # (F,) detection scores
-    landmarks: Tensor  # (F,N,3)
-    presence: Tensor  # (F,) face-presence probability from the landmark net

@@ -47,7 +47,7 @@ class CompileUnit:
     module: nn.Module
     example: Tensor
     weights_sha256: str  # of the file(s) the module was built from: part of the key
-    buckets: tuple[int, ...] = (1,)  # batch sizes the engine feeds it (for the per-shape fallback)
+    buckets: tuple[int, ...] = (1,)  # batch sizes the front end feeds it (for the per-shape fallback)
 
 
 def net_layout(x: Tensor) -> Tensor:

@@ -1,4 +1,4 @@
-"""The callables an engine runs per net: eager modules at first, compiled packages swapped in later.
+"""The callables the front end runs per net: eager modules at first, compiled packages swapped in later.
 
 A worker must serve as soon as its weights are loaded (eager), and switch each net to its compiled
 package when that is built or loaded in the background. ``install`` swaps a net's runner with one
@@ -25,8 +25,8 @@ Runner = Callable[[Tensor], tuple[Tensor, ...]]
 
 @dataclass
 class Net:
-    """One net of an engine: its eager module, the shape of one input (no batch dim) and the sha256
-    of its weights."""
+    """One net of the front end (models/nets/frontend.py): its eager module, the shape of one input
+    (no batch dim) and the sha256 of its weights."""
 
     module: nn.Module
     input_shape: tuple[int, ...]
@@ -34,7 +34,7 @@ class Net:
 
 
 class NetRunners:
-    """Per-net runners of one engine on one device; not thread-safe beyond the atomic swap."""
+    """Per-net runners of one front end on one device; not thread-safe beyond the atomic swap."""
 
     def __init__(self, nets: dict[str, Net], device: torch.device, buckets: Sequence[int], cuda_graphs: bool):
         self.nets = nets

@@ -29,8 +29,9 @@ from typing import Any
 import jwt
 
 from face3d.service.api.keys import jwks_keys, public_key
-from face3d.service.api.problems import Problem, unauthorized
+from face3d.service.api.problems import unauthorized
 from face3d.service.config import Settings
+from face3d.service.errors import Problem
 
 SCOPE_RECONSTRUCT = "reconstruct"
 SCOPE_RESULTS_READ = "results:read"

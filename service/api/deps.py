@@ -31,10 +31,11 @@ from face3d.service.api.auth import (
     require_scope,
     verify_token,
 )
-from face3d.service.api.problems import Problem, unauthorized
+from face3d.service.api.problems import unauthorized
 from face3d.service.api.quota import Quota
 from face3d.service.api.uploads import UploadBudget
 from face3d.service.config import Settings
+from face3d.service.errors import Problem
 from face3d.service.storage import ResultStore
 from face3d.service.workers.pool import WorkerPool
 

@@ -19,8 +19,9 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from face3d.service.api.problems import Problem, unauthorized
+from face3d.service.api.problems import unauthorized
 from face3d.service.config import Settings
+from face3d.service.errors import Problem
 
 log = logging.getLogger("face3d.service.api.auth")
 

@@ -14,7 +14,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from face3d.service import logs, metrics
 from face3d.service.api.problems import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
-from face3d.service.api.problems import Problem, problem_response
+from face3d.service.api.problems import problem_response
+from face3d.service.errors import Problem
 
 log = logging.getLogger("face3d.api")
 

@@ -20,7 +20,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from face3d.models.pipeline import MIN_UV_SIZE
+from face3d.models.pipeline import uv_sizes
 from face3d.service.api.problems import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
 from face3d.service.api.schemas import FieldError, ProblemDetails, ValidationProblem
 from face3d.service.config import Settings
@@ -109,10 +109,9 @@ def _param(operation: dict[str, Any], name: str) -> dict[str, Any] | None:
 def _apply_settings(path: str, operation: dict[str, Any], settings: Settings) -> None:
     uv_size = _param(operation, "uv_size")
     if uv_size is not None:
-        sizes = [1 << k for k in range(MIN_UV_SIZE.bit_length() - 1, settings.max_uv_size.bit_length())]
         uv_size["schema"] = {
             "type": "integer",
-            "enum": sizes,
+            "enum": uv_sizes(settings.max_uv_size),
             "description": f"texture edge in pixels (default {settings.uv_size})",
         }
     if path == "/v1/reconstruct/batch":

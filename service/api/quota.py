@@ -24,7 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from face3d.service.api.problems import Problem
+from face3d.service.config import Settings
+from face3d.service.errors import Problem
 
 log = logging.getLogger("face3d.quota")
 
@@ -204,7 +205,7 @@ class RedisQuota:
         await self.client.aclose()
 
 
-def make_quota(settings: Any) -> Quota:
+def make_quota(settings: Settings) -> Quota:
     """Redis when ``quota_redis_url`` is set, else in this process."""
     if settings.quota_redis_url:
         return RedisQuota(settings.quota_redis_url, settings.quota_rate_per_s, settings.quota_burst)

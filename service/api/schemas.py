@@ -1,7 +1,8 @@
 """Response bodies of the API as pydantic models: /docs shows them and clients can generate from them.
 
-``FaceResult`` is also what a worker's encoder builds from result.json and sends back (typed, not a
-dict read by string keys). Field meanings and units are those of result.json (models/export/files.py).
+A result's faces and image size are result.json's own models (``FaceResult``, ``ImageSize`` from
+models/export/document.py): the document a worker's encoder builds is what the API answers with,
+typed once, with result.json's field meanings and units.
 """
 
 from __future__ import annotations
@@ -10,38 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
-class PoseResult(BaseModel):
-    """Similarity transform model -> image: ``img ≈ scale · rotation · v + translation``."""
-
-    rotation: list[list[float]] = Field(description="3x3 rotation, Y-up camera frame")
-    yaw: float = Field(description="degrees")
-    pitch: float = Field(description="degrees")
-    roll: float = Field(description="degrees")
-    scale: float = Field(description="image pixels per model centimetre")
-    translation: list[float] = Field(description="image pixels (x, y) and relative depth (z)")
-
-
-class FaceResult(BaseModel):
-    """One reconstructed face. Backends may add members (they are kept and returned as they are)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    bbox: list[float] = Field(description="x0, y0, x1, y1 in image pixels")
-    score: float = Field(description="detector confidence, 0..1")
-    landmarks: list[list[float]] = Field(description="(N, 3) image-space landmarks, N = 468 or 478")
-    landmarks_68: list[list[float]] = Field(description="iBUG 300-W 68 points mapped from the landmarks")
-    pose: PoseResult
-    texture_coverage: float = Field(description="share of the face's UV area seen in the photo, 0..1")
-    blendshapes: dict[str, float] | None = Field(
-        None, description="MediaPipe's 52 ARKit-named expression scores, 0..1 (478-point landmark nets)"
-    )
-    files: list[str] = Field(description="this face's files in the result")
-
-
-class ImageSize(BaseModel):
-    width: int
-    height: int
+from face3d.models.export.document import FaceResult, ImageSize
 
 
 class ReconstructResult(BaseModel):

@@ -22,8 +22,8 @@ from starlette.requests import ClientDisconnect, Request
 
 from face3d.models.errors import ImageError
 from face3d.models.imageio import sniff
-from face3d.service.api.problems import Problem
 from face3d.service.config import Settings
+from face3d.service.errors import Problem
 
 RAW_IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "application/octet-stream"})
 MULTIPART = "multipart/form-data"

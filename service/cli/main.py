@@ -1,7 +1,9 @@
 """The ``face3d`` command: serve | token | models pull | compile | reconstruct | batch.
 
 Thin by design: each command parses its arguments and calls one function that does the work
-(uvicorn with service.app's app, service.auth.mint_token, models.assets.pull, service.offline).
+(uvicorn with service/api/app.py's ``create_app``, service/api/auth.py's ``mint_token``,
+models/nets/assets.py's ``pull``, service/workers/background_compile.py's ``compile_all``,
+service/cli/batch.py's ``run_reconstruct`` and ``run_batch``).
 Every failure ends as one ``face3d: error: ...`` line on stderr and a non-zero exit, never a traceback.
 """
 
@@ -14,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from face3d.models.pipeline import ALL_FORMATS, TEXTURE_FORMATS
 from face3d.service.config import Settings, load_settings
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
@@ -117,9 +120,9 @@ def _offline_settings(config: Path | None) -> Settings:
 
 def _check_backend(settings: Settings) -> None:
     """An unknown ``backend`` fails here, in one line listing the registered ones, before any work."""
-    from face3d.models.backends import backend_class
+    from face3d.service.backend_factory import configured_backend_class
 
-    backend_class(settings.backend)
+    configured_backend_class(settings)
 
 
 def _reconstruct(args: argparse.Namespace) -> int:
@@ -189,9 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("-o", "--out", type=Path, required=True, help="output folder (one sub-folder per photo)")
     rec.add_argument("--uv-size", type=int, help="texture size (default: uv_size from the config)")
     rec.add_argument(
-        "--formats", type=_formats, help="comma-separated subset of obj,png,glb,json,preview (default: all)"
+        "--formats",
+        type=_formats,
+        help=f"comma-separated subset of {','.join(sorted(ALL_FORMATS))} (default: all)",
     )
-    rec.add_argument("--texture", choices=("png", "jpeg"), default="png", help="texture image format")
+    rec.add_argument("--texture", choices=TEXTURE_FORMATS, default="png", help="texture image format")
     rec.add_argument("--all-faces", action="store_true", help="every face, not only the largest")
     rec.add_argument(
         "--neutral", action="store_true", help="the fitted identity with a neutral expression (backend ict)"

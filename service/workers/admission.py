@@ -1,15 +1,18 @@
 """Admission and dispatch: which requests get in, and which worker runs each admitted job.
 
 Kept apart from the worker processes (service/workers/supervisor.py) because this is the request side:
-jobs, deadlines, the wait a new job can expect and the 503s that keep it bounded. It builds on
-``Supervisor`` (the workers it dispatches to and their readiness) and adds the jobs' messages.
+jobs, deadlines, the wait a new job can expect and the 503s that keep it bounded. It owns the queue,
+the jobs admitted and whether it still admits; of the workers it only asks which ones may take work
+now (``Supervisor.serving_workers``) and hears their messages (``on_message``), both wired up by
+``WorkerPool`` (service/workers/pool.py).
 
 A worker holds at most ``2 * max_batch`` jobs (one batch computing, one queued in its pipe); the
 rest wait in one bounded deque of ``max_queue`` jobs, beyond which ``submit`` answers 503 +
 Retry-After at once instead of letting latency grow without bound. With no worker able to take
 work (all warming, replaced or stuck), or when the wait it predicts for a new job exceeds
-``max_queue_wait_s``, it answers 503 at once too (``check_admission``, which the routes call before
-reading an upload): under overload, admitted requests stay fast and the rest are told to retry.
+``max_queue_wait_s``, it answers 503 at once too (``check``, which the routes call through
+``WorkerPool.check_admission`` before reading an upload): under overload, admitted requests stay
+fast and the rest are told to retry.
 """
 
 from __future__ import annotations
@@ -19,13 +22,14 @@ import contextlib
 import math
 import time
 from collections import deque
-from typing import Any
+from collections.abc import Callable
 
 from face3d.models.pipeline import ReconstructOptions
 from face3d.service import metrics
-from face3d.service.api.problems import Problem
+from face3d.service.config import Settings
+from face3d.service.errors import Problem
 from face3d.service.workers.protocol import ArtifactKind, Job, JobDone, WorkerReady
-from face3d.service.workers.supervisor import Pending, Supervisor, WorkerHandle
+from face3d.service.workers.supervisor import Pending, WorkerHandle
 
 JOB_S_WEIGHT = 0.2  # of the newest job in the moving average of the work per job
 _NOT_WORK = frozenset({"queue", "encode"})  # waiting, and encoding (overlaps the next batch)
@@ -36,23 +40,33 @@ def shutting_down() -> Problem:
     return Problem("unavailable", "the service is shutting down", headers={"Retry-After": "1"})
 
 
-class Admission(Supervisor):
-    """One bounded admission queue in front of the workers; jobs go to the least busy ready one."""
+class Admission:
+    """One bounded admission queue in front of the workers; jobs go to the least busy ready one.
 
-    def __init__(self, settings: Any) -> None:
-        super().__init__(settings)
+    ``workers`` tells which workers may be given work now (``Supervisor.serving_workers``).
+    """
+
+    def __init__(self, settings: Settings, workers: Callable[[], list[WorkerHandle]]) -> None:
+        self.settings = settings
         self.credit = 2 * settings.max_batch
+        self._workers = workers
         self._waiting: deque[Pending] = deque()
-        self._pending: dict[str, Pending] = {}
+        self._pending: dict[str, Pending] = {}  # every admitted job until its caller has an answer
         self._job_s = 0.0  # moving average of a job's work (decode + backend stages), for admission
+        self._closed = False
 
-    def check_admission(self) -> None:
+    @property
+    def closed(self) -> bool:
+        """Admits nothing more: the pool is draining."""
+        return self._closed
+
+    def check(self) -> None:
         """Raise the 503 ``submit`` would answer now (draining, no worker ready, queue full, predicted
         wait over ``max_queue_wait_s``); cheap, so routes call it before reading an upload, which an
         overloaded server should not pay for."""
-        if self._draining:
+        if self._closed:
             raise shutting_down()
-        if not self.serving:
+        if not self._workers():
             raise Problem(
                 "unavailable",
                 "no worker can take work right now; retry shortly",
@@ -73,7 +87,7 @@ class Admission(Supervisor):
     def expected_wait(self) -> float:
         """Seconds a job admitted now would wait: the jobs ahead of it (queued, and held by the
         workers) times the measured work per job, shared among the ready workers."""
-        ready = self._serving_workers()
+        ready = self._workers()
         ahead = len(self._waiting) + sum(len(w.inflight) for w in ready)
         return ahead * self._job_s / max(1, len(ready))
 
@@ -88,9 +102,8 @@ class Admission(Supervisor):
         """Run one image through a worker, which stores the result as ``result_id`` of ``tenant`` (or
         streams ``artifact`` back); raises ``Problem`` (503 full, draining or no worker, 504, job
         errors). Admission is decided before its first ``await``: a caller that has just passed
-        ``check_admission`` is admitted."""
-        self.check_admission()
-        assert self._loop is not None, "start() the pool first"
+        ``check`` is admitted."""
+        self.check()
         now = time.monotonic()
         timeout = self.settings.request_timeout_s
         job = Job(
@@ -103,7 +116,7 @@ class Admission(Supervisor):
             ttl_s=self.settings.result_ttl_s,
             artifact=artifact,
         )
-        pending = Pending(job, self._loop.create_future())
+        pending = Pending(job, asyncio.get_running_loop().create_future())
         self._pending[job.id] = pending
         self._waiting.append(pending)
         self._pump()
@@ -122,10 +135,18 @@ class Admission(Supervisor):
             raise done.problem
         return done
 
+    async def drain(self, deadline: float) -> None:
+        """Admit nothing more, let admitted jobs finish until ``deadline``, then answer the rest 503."""
+        self._closed = True
+        while self._pending and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for pending in list(self._pending.values()):
+            pending.fail(shutting_down())
+
     def _pump(self) -> None:
         """Move waiting jobs to the ready worker with the most free credit, oldest job first."""
         while self._waiting:
-            candidates = [w for w in self._serving_workers() if len(w.inflight) < self.credit]
+            candidates = [w for w in self._workers() if len(w.inflight) < self.credit]
             if not candidates:
                 break
             pending = self._waiting.popleft()
@@ -138,10 +159,9 @@ class Admission(Supervisor):
             worker.outbox.put(pending.job)
         metrics.QUEUE_DEPTH.set(len(self._waiting))
 
-    def _on_message(self, worker: WorkerHandle, message: object) -> None:
-        """The worker's own messages (``Supervisor``), then a finished job's answer; a finished job
-        or a newly ready worker makes room for waiting jobs."""
-        super()._on_message(worker, message)
+    def on_message(self, worker: WorkerHandle, message: object) -> None:
+        """A finished job's answer (after the supervisor has read the message); a finished job or a
+        newly ready worker makes room for waiting jobs."""
         if isinstance(message, JobDone):
             work_s = sum(ms for stage, ms in message.timings_ms.items() if stage not in _NOT_WORK) / 1000
             if work_s > 0:

@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -26,11 +25,12 @@ from face3d.models.runtime.aot import (
     artifact_key,
     jit_compile,
 )
+from face3d.service.config import Settings
 
 log = logging.getLogger("face3d.compiler")
 
 
-def compiled_dir(settings: Any) -> Path:
+def compiled_dir(settings: Settings) -> Path:
     """``compile_cache_dir`` when set, else ``<weights cache>/compiled``."""
     return Path(settings.compile_cache_dir or settings.weights_cache_dir / "compiled")
 
@@ -78,7 +78,7 @@ def compile_all(
 
 def start_background_compile(
     backend: ReconstructionBackend,
-    settings: Any,
+    settings: Settings,
     device: str,
     on_change: Callable[[dict[str, bool]], None],
 ) -> threading.Thread:

@@ -2,7 +2,8 @@
 
 Kept apart from the worker process so it can be tested with plain objects and a ``queue.Queue``:
 the worker hands it a ``receive(timeout)`` function over its job pipe. Padding a batch up to a
-compiled bucket size is the Engine's job, not this module's.
+compiled bucket size is the job of the backend's ``FrontEnd`` (models/nets/frontend.py), not this
+module's.
 """
 
 from __future__ import annotations

@@ -28,13 +28,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
-from typing import Any
 
-from face3d.models.backends import backend_class
-from face3d.models.backends.facemesh.topology import Topology
 from face3d.models.errors import ModelError
+from face3d.models.export.mesh import MeshExport
 from face3d.models.pipeline import export_result
-from face3d.service.api.problems import Problem, problem_from_error
+from face3d.service.backend_factory import configured_backend_class
+from face3d.service.config import Settings
+from face3d.service.errors import Problem, problem_from_error
 from face3d.service.storage import ResultStore, make_store
 from face3d.service.workers.artifacts import build_artifact
 from face3d.service.workers.protocol import Encoded, EncodeTask, ResultSummary
@@ -48,21 +48,21 @@ ENCODER_DIED_EXIT = 70  # EX_SOFTWARE: the worker stops so the pool fails its jo
 class Encoder:
     """Turns one EncodeTask into an Encoded: export, then store or package the artifact."""
 
-    def __init__(self, topology: Topology, store: ResultStore) -> None:
-        self.topology = topology
+    def __init__(self, exporter: MeshExport, store: ResultStore) -> None:
+        self.exporter = exporter
         self.store = store
 
     @classmethod
-    def from_settings(cls, settings: Any) -> Encoder:
+    def from_settings(cls, settings: Settings) -> Encoder:
         """The encoder for the configured backend and result store (in whichever process calls it)."""
-        return cls(backend_class(settings.backend).load_topology(), make_store(settings))
+        return cls(configured_backend_class(settings).mesh_export(), make_store(settings))
 
     def encode(self, task: EncodeTask) -> Encoded:
         """Never raises: failures come back as a problem for this job only."""
         job = task.job
         start = time.monotonic()
         try:
-            exported = export_result(task.rec, task.image, job.options, self.topology, task.model_info)
+            exported = export_result(task.rec, task.image, job.options, self.exporter, task.model_info)
         except ModelError as exc:
             return Encoded(job.id, problem=problem_from_error(exc))
         except Exception:
@@ -80,7 +80,7 @@ class Encoder:
         return Encoded(job.id, summary=summary, encode_ms=encode_ms)
 
 
-def encoder_main(settings: Any, tasks: Connection, results: Connection) -> None:
+def encoder_main(settings: Settings, tasks: Connection, results: Connection) -> None:
     """Encoder process loop: one task in, one Encoded out, until EOF or None."""
     encoder = Encoder.from_settings(settings)
     while True:
@@ -101,7 +101,7 @@ class EncoderPool:
     """
 
     def __init__(
-        self, processes: int, settings: Any, on_done: Callable[[Encoded], None], depth: int = 2
+        self, processes: int, settings: Settings, on_done: Callable[[Encoded], None], depth: int = 2
     ) -> None:
         from face3d.service.workers.procs import ChildProcess
 

@@ -1,10 +1,10 @@
 """The worker's side of supervision: heartbeats with a progress count, and which device errors a
 worker can serve on after, and which end it.
 
-The pool (service/workers/supervisor.py) replaces a worker that goes silent or stops making progress. A worker
-must tell the two apart for it: a heartbeat thread proves the process is scheduled, and a counter
-that the loop bumps at every stage boundary proves its work moves (a thread can keep beating while
-the main loop is stuck in native code, or while a dead encoder never answers).
+The supervisor (service/workers/supervisor.py) replaces a worker that goes silent or stops making
+progress. A worker must tell the two apart for it: a heartbeat thread proves the process is
+scheduled, and a counter that the loop bumps at every stage boundary proves its work moves (a thread
+can keep beating while the main loop is stuck in native code, or while a dead encoder never answers).
 
 Device errors (CUDA): an out-of-memory error leaves the context usable, so the worker frees its
 cached blocks and keeps serving (retrying a batch one image at a time). Any other CUDA error

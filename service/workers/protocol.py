@@ -21,10 +21,11 @@ from typing import Any, Literal
 
 import numpy as np
 
+from face3d.models.export.document import FaceResult, ResultDocument
 from face3d.models.pipeline import ReconstructOptions
 from face3d.models.reconstruction import Reconstruction
-from face3d.service.api.problems import Problem
-from face3d.service.api.schemas import FaceResult
+from face3d.service.config import Settings
+from face3d.service.errors import Problem
 
 ArtifactKind = Literal["glb", "obj", "zip"]
 
@@ -72,18 +73,16 @@ class ResultSummary:
     height: int
     faces: list[FaceResult]
     files: list[str]
-    model: dict[str, Any]
 
     @classmethod
-    def from_document(cls, result_id: str, document: dict[str, Any], files: list[str]) -> ResultSummary:
-        """From a result.json document (models/export/files.py); the typed view the API answers with."""
+    def from_document(cls, result_id: str, document: ResultDocument, files: list[str]) -> ResultSummary:
+        """From the result's document (models/export/document.py): its faces as they are, typed."""
         return cls(
             result_id=result_id,
-            width=int(document["image"]["width"]),
-            height=int(document["image"]["height"]),
-            faces=[FaceResult.model_validate(face) for face in document["faces"]],
+            width=document.image.width,
+            height=document.image.height,
+            faces=document.faces,
             files=list(files),
-            model=dict(document.get("model", {})),
         )
 
 
@@ -165,5 +164,5 @@ class WorkerSpec:
 
     slot: int
     device: str
-    settings: Any  # service.config.Settings (pydantic, picklable)
+    settings: Settings  # pydantic, frozen and picklable
     threads: int

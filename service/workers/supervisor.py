@@ -1,10 +1,12 @@
 """The API process's side of the worker processes: one per device, started, fed and watched from
 here, and replaced when it dies or stops making progress. (The worker's side, its heartbeats and
 device errors, is service/workers/heartbeat.py; the bounded queue in front of the workers is
-service/workers/admission.py.)
+service/workers/admission.py; ``WorkerPool`` in service/workers/pool.py holds one of each.)
 
 Kept apart from admission because it deals in processes, pipes and threads, not in requests: the
-only request state it touches is what a dead worker held, which it fails with 503.
+only request state it touches is what a dead worker held, which it fails with 503. Every message a
+worker sends goes on, after the supervisor has read what concerns the worker itself, to the
+``on_message`` callback it was built with (the pool's admission, for the jobs' answers).
 
 Everything that changes worker state runs on the API's asyncio loop; threads only move bytes:
 
@@ -34,13 +36,15 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import SecretStr
 
 from face3d.service import metrics
-from face3d.service.api.problems import Problem
+from face3d.service.config import Settings
+from face3d.service.errors import Problem
 from face3d.service.workers.batching import STOP
 from face3d.service.workers.devices import threads_per_worker, worker_devices
 from face3d.service.workers.procs import ChildProcess, join_all
@@ -102,7 +106,7 @@ class WorkerHandle:
         return self.ready and not self.gone
 
 
-def worker_settings(settings: Any) -> Any:
+def worker_settings(settings: Settings) -> Settings:
     """What a worker process (and its encoders) gets: the settings without secrets it never needs.
 
     Workers verify no tokens and charge no quota; with neither the JWT secret nor the quota store's
@@ -112,23 +116,27 @@ def worker_settings(settings: Any) -> Any:
     return settings.model_copy(update={"jwt_secret": SecretStr(""), "quota_redis_url": ""})
 
 
+MessageHandler = Callable[[WorkerHandle, object], None]
+
+
 class Supervisor:
     """One worker process per device slot: spawn, pipe threads, death and watchdog, respawn, stop.
 
-    ``_on_message`` handles the messages about the worker itself; a subclass extends it for the
-    messages about its jobs.
+    Handles the messages about a worker itself (ready, heartbeats, batch numbers), then passes
+    every message to ``on_message``, which deals with the jobs.
     """
 
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: Settings, on_message: MessageHandler) -> None:
         self.settings = settings
         self.devices = worker_devices(settings.devices, settings.cpu_workers)
         self.threads = threads_per_worker(settings.torch_threads, len(self.devices))
+        self._on_job_message = on_message
         self._workers: list[WorkerHandle | None] = [None] * len(self.devices)
         self._failures = [0] * len(self.devices)  # consecutive deaths before ready, per slot
         self._ever_ready = [False] * len(self.devices)  # for /readyz: warming vs degraded
-        self._draining = False
+        self._replacing = True  # a dead worker is replaced, until the pool shuts down
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._supervisor: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None
         # Runs before multiprocessing's own exit handler (atexit is LIFO), which would otherwise join
         # live non-daemonic workers that are waiting on our still-open pipes: a hang at exit.
         atexit.register(self._kill_workers)
@@ -139,31 +147,43 @@ class Supervisor:
                 worker.child.kill()
 
     @property
-    def draining(self) -> bool:
-        return self._draining
+    def workers(self) -> tuple[WorkerHandle | None, ...]:
+        """Each slot's current worker, by slot (None until its first start)."""
+        return tuple(self._workers)
 
     @property
-    def serving(self) -> bool:
-        """At least one worker can take work now and the pool is not draining."""
-        return not self._draining and bool(self._serving_workers())
+    def all_serving(self) -> bool:
+        """Every slot has a warmed, live worker."""
+        return all(w is not None and w.serving for w in self._workers)
 
-    def _serving_workers(self) -> list[WorkerHandle]:
+    @property
+    def warmed(self) -> bool:
+        """Every slot has been ready at least once since start (the initial warm-up is over)."""
+        return all(self._ever_ready)
+
+    def serving_workers(self) -> list[WorkerHandle]:
+        """The workers that may be given work now."""
         return [w for w in self._workers if w is not None and w.serving]
 
-    def _start_workers(self) -> None:
-        """Spawn every worker (they warm up in the background) and start watching them."""
+    def start(self) -> None:
+        """Spawn every worker (they warm up in the background) and start watching them; on the loop."""
         self._loop = asyncio.get_running_loop()
         for slot in range(len(self.devices)):
             self._spawn(slot)
-        self._supervisor = asyncio.create_task(self._supervise(), name="face3d-pool-supervisor")
+        self._watch = asyncio.create_task(self._supervise(), name="face3d-pool-supervisor")
 
-    async def _stop_workers(self, deadline: float) -> None:
+    def stop_replacing(self) -> None:
+        """From now on a worker that dies is not replaced (the pool is shutting down)."""
+        self._replacing = False
+
+    async def stop(self, deadline: float) -> None:
         """Stop watching, ask every live worker to finish, kill the ones still running at ``deadline``
         (but give them 2 s at least)."""
-        if self._supervisor:
-            self._supervisor.cancel()
+        self.stop_replacing()
+        if self._watch:
+            self._watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
+                await self._watch
         live = [w for w in self._workers if w and not w.gone]
         for w in live:
             w.outbox.put(STOP)
@@ -203,6 +223,7 @@ class Supervisor:
             self._loop.call_soon_threadsafe(self._on_message, worker, message)
 
     def _on_message(self, worker: WorkerHandle, message: object) -> None:
+        """What a message says about ``worker`` itself; then every message goes to ``on_message``."""
         now = time.monotonic()
         worker.seen = now
         if isinstance(message, JobDone | BatchDone):
@@ -226,7 +247,7 @@ class Supervisor:
             self._failures[worker.spec.slot] = 0
             self._ever_ready[worker.spec.slot] = True
             metrics.COMPILE_SECONDS.observe(message.warmup_s)
-            metrics.WORKERS_READY.set(len(self._serving_workers()))
+            metrics.WORKERS_READY.set(len(self.serving_workers()))
             log.info(
                 "worker %d ready on %s in %.1f s warmup", worker.spec.slot, message.device, message.warmup_s
             )
@@ -236,6 +257,7 @@ class Supervisor:
             log.info("worker %d runs compiled: %s", worker.spec.slot, message.status)
         elif isinstance(message, WorkerFailed):
             log.error("worker %d failed to start:\n%s", worker.spec.slot, message.error)
+        self._on_job_message(worker, message)
 
     async def _supervise(self) -> None:
         while True:
@@ -243,7 +265,7 @@ class Supervisor:
             for w in list(self._workers):
                 if w is not None and not w.gone and not w.child.is_alive():
                     self._on_death(w)
-                elif w is not None and not w.gone and (reason := self._stuck(w)):
+                elif w is not None and not w.gone and (reason := self.stuck(w)):
                     log.error(
                         "worker %d (pid %s) %s: killing and replacing it", w.spec.slot, w.child.pid, reason
                     )
@@ -251,7 +273,7 @@ class Supervisor:
                     threading.Thread(target=w.child.process.join, args=(10,), daemon=True).start()  # reap
                     self._on_death(w, "the worker processing this image stopped making progress; retry")
 
-    def _stuck(self, worker: WorkerHandle) -> str | None:
+    def stuck(self, worker: WorkerHandle) -> str | None:
         """Why the watchdog must replace ``worker`` now, if it must (see the module docstring)."""
         if not worker.ready:  # warming up: a slow or failed warm-up shows as not ready instead
             return None
@@ -276,8 +298,8 @@ class Supervisor:
         worker.inflight.clear()
         self._retire(worker)
         metrics.WORKER_RESTARTS.inc()
-        metrics.WORKERS_READY.set(len(self._serving_workers()))
-        if self._draining:
+        metrics.WORKERS_READY.set(len(self.serving_workers()))
+        if not self._replacing:
             return
         self._failures[slot] = 0 if was_ready else self._failures[slot] + 1
         delay = min(MAX_RESTART_BACKOFF_S, 2.0 ** self._failures[slot] - 1)  # crash loop: 0, 1, 3, 7 ... s
@@ -285,7 +307,7 @@ class Supervisor:
         self._loop.call_later(delay, self._respawn, slot)
 
     def _respawn(self, slot: int) -> None:
-        if not self._draining:
+        if self._replacing:
             self._spawn(slot)
 
     def _retire(self, worker: WorkerHandle) -> None:

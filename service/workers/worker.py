@@ -28,7 +28,7 @@ import numpy as np
 from face3d.models.errors import ModelError
 from face3d.models.nets.detector import plan_batches
 from face3d.models.pipeline import Pipeline
-from face3d.service.api.problems import Problem, problem_from_error
+from face3d.service.errors import Problem, problem_from_error
 from face3d.service.workers.batching import STOP, Batcher, group_by
 from face3d.service.workers.encoders import EncoderPool
 from face3d.service.workers.heartbeat import (

@@ -1,39 +1,55 @@
-"""Backend ``facemesh``: MediaPipe's detector and face-mesh nets rebuilt in torch, a 468-vertex face
-mesh posed by a similarity fit and textured from the photo (models/nets/frontend.py does the work)."""
+"""Backend ``facemesh``: MediaPipe's face mesh itself as the result mesh, posed and textured.
+
+Data path of one call (B images, F faces), on the backend's device:
+
+    FrontEnd.locate (models/nets/frontend.py: detector, landmark and blendshape nets)
+    -> similarity fit of the first 468 landmarks to the template (models/geometry/pose.py): the pose,
+       and the landmarks taken into model space as the face's own shape
+    -> TextureBaker (bake.py): the photo sampled under the landmark mesh onto the fixed UV layout
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import torch
+from torch import Tensor
 
-import numpy as np
-
-from face3d.models.backends.facemesh.topology import Topology, load_topology
-from face3d.models.backends.frontend import EngineBackend
+from face3d.models.backends.facemesh.bake import TextureBaker
+from face3d.models.backends.facemesh.export import FacemeshExport, facemesh_export
+from face3d.models.backends.facemesh.topology import load_topology
+from face3d.models.backends.frontend import Faces, Fitted, FrontEndBackend
 from face3d.models.backends.registry import register
-from face3d.models.reconstruction import Reconstruction
+from face3d.models.geometry.pose import fit_pose
+from face3d.models.nets.frontend import Located
+
+MESH_VERTICES = 468  # the landmark nets' mesh points; 478-point nets add 10 iris points after them
 
 
 @register
-class FacemeshBackend(EngineBackend):
+class FacemeshBackend(FrontEndBackend[TextureBaker]):
     """The MediaPipe face mesh as the result mesh: fast, a face mask (no head, open eyes and mouth)."""
 
     name = "facemesh"
 
     @classmethod
-    def load_topology(cls) -> Topology:
-        return load_topology()
+    def mesh_export(cls) -> FacemeshExport:
+        return facemesh_export()
 
     def load(self, device: str) -> None:
-        self.load_engine(device)
+        self.load_front_end(device)
+        self._template = torch.tensor(load_topology().template, device=self.device)
 
-    def warmup(self, uv_sizes: Sequence[int]) -> float:
-        return self._engine().warmup(uv_sizes=tuple(uv_sizes))
+    def _fit(self, found: Located) -> Fitted:
+        landmarks = found.landmarks
+        fit = fit_pose(landmarks, self._template)
+        return Fitted(landmarks, fit.to_model(landmarks[:, :MESH_VERTICES]), fit)
 
-    def reconstruct(
-        self, images: Sequence[np.ndarray], uv_size: int, all_faces: bool
-    ) -> list[Reconstruction]:
-        return self._engine().reconstruct(images, uv_size=uv_size, all_faces=all_faces)
+    def _bake(self, found: Located, fitted: Fitted, uv_size: int) -> tuple[Tensor, Tensor]:
+        mesh = fitted.landmarks[:, :MESH_VERTICES]  # the mesh in the photo: the landmarks themselves
 
-    def describe(self) -> dict[str, Any]:
-        return {"backend": self.name, **self._engine().model_info()}
+        def bake(baker: TextureBaker, faces: Faces) -> tuple[Tensor, Tensor]:
+            return baker.bake(found.batch, found.face_image[faces], mesh[faces])
+
+        return self.bake_by_size(mesh, uv_size, bake)
+
+    def _new_baker(self, uv_size: int, sample_size: int) -> TextureBaker:
+        return TextureBaker(load_topology(), uv_size, self.device, sample_size=sample_size)

@@ -2,8 +2,8 @@
 
 Data path of one call (B images, F faces), on the backend's device:
 
-    Engine.locate (the facemesh backend's detector and landmark nets, shared code and compile units)
-       (whose landmark stage also gives the 52 ARKit blendshape scores with 478-point nets)
+    FrontEnd.locate (models/nets/frontend.py: the detector and landmark nets facemesh uses too, shared
+       code and compile units; with 478-point nets also the 52 ARKit blendshape scores)
     -> IctFitter: pose + identity (100) + expression (53), started from the blendshapes
     -> dense head (24,591 vertices) in model space and posed into the photo
     -> HeadBaker: depth-tested photo samples, mirror and push-pull fill on the head's atlas
@@ -17,25 +17,23 @@ landmarks projected into the photo.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
-from face3d.models.backends.frontend import EngineBackend
+from face3d.models.backends.frontend import Faces, Fitted, FrontEndBackend
 from face3d.models.backends.ict.bake import SKIN_PARTS, HeadBaker
-from face3d.models.backends.ict.export import prepare as prepare_exports
+from face3d.models.backends.ict.export import IctExport, ict_export
 from face3d.models.backends.ict.fill import PushPullFill
 from face3d.models.backends.ict.fit import IctFitter
 from face3d.models.backends.ict.model import IctModel, load_ict_model, load_mediapipe_correspondence
-from face3d.models.backends.ict.topology import HeadTopology, load_head_topology
+from face3d.models.backends.ict.topology import load_head_topology
 from face3d.models.backends.registry import register
 from face3d.models.geometry.zbuffer import DepthTest
-from face3d.models.nets.blendshapes import as_dict as blendshape_dict
-from face3d.models.nets.frontend import CPU_MAX_SAMPLE, SAMPLE_STEP, StageClock, sample_size_for
-from face3d.models.reconstruction import Face, FaceModel, Reconstruction, face_from_host, per_image
+from face3d.models.nets.frontend import Located
+from face3d.models.reconstruction import FaceModel
 
 MODEL_VERSION = "ict-facekit-light-da5f95a"
 # Photo pixels across the face -> atlas texels on CPU: the face proper spans ~45 % of the atlas side
@@ -59,20 +57,21 @@ def expression_prior(model: IctModel) -> np.ndarray:
 
 
 @register
-class IctBackend(EngineBackend):
+class IctBackend(FrontEndBackend[HeadBaker]):
     """A dense morphable head per face: shape and expression parameters, ARKit morph targets, full texture."""
 
     name = "ict"
+    atlas_per_face_px = ATLAS_PER_FACE_PX
+    # GPUs sample the head's atlas at up to 2048 and upscale beyond: the cap facemesh's bake.py's
+    # default_sample_size puts on its own (4096's per-size index maps cost four times 2048's).
+    max_gpu_sample = 2048
 
     @classmethod
-    def load_topology(cls) -> HeadTopology:  # type: ignore[override]  (the head's own layout type)
-        """The head's layout; also warms the exporters' per-process caches (encoders call this once)."""
-        topology = load_head_topology()
-        prepare_exports(topology)
-        return topology
+    def mesh_export(cls) -> IctExport:
+        return ict_export()
 
     def load(self, device: str) -> None:
-        self.device = self.load_engine(device).device
+        self.load_front_end(device)
         model = load_ict_model()
         self.topology_ = load_head_topology()
         self.fitter = IctFitter(
@@ -87,100 +86,36 @@ class IctBackend(EngineBackend):
             torch.from_numpy(topology.triangles.copy()).to(self.device),
             torch.from_numpy(skin).to(self.device),
         )
-        self._bakers: dict[tuple[int, int], HeadBaker] = {}
 
-    def baker(self, uv_size: int, sample_size: int) -> HeadBaker:
-        key = (uv_size, sample_size)
-        if key not in self._bakers:
-            self._bakers[key] = HeadBaker(
-                self.topology_, self.fill, self.depth, uv_size, sample_size, self.device
+    def _fit(self, found: Located) -> Fitted:
+        landmarks = found.landmarks.float()
+        scores = found.blendshapes  # the expression's starting point (None for 468-point nets)
+        fit = self.fitter.fit(landmarks, scores, with_vertices=False)
+        vertices, base = self.fitter.heads(fit.identity, fit.expression)
+        lm68 = fit.pose.to_image(self.fitter.landmarks68(fit.identity, fit.expression))
+        own = {
+            "base": base,
+            "identity": fit.identity,
+            "expression": fit.expression,
+            "lm68": lm68,
+            "residual": fit.residual_px,
+        }
+        return Fitted(landmarks, vertices, fit.pose, own)
+
+    def _bake(self, found: Located, fitted: Fitted, uv_size: int) -> tuple[Tensor, Tensor]:
+        posed, landmarks = fitted.pose.to_image(fitted.vertices), fitted.landmarks  # the head in the photo
+
+        def bake(baker: HeadBaker, faces: Faces) -> tuple[Tensor, Tensor]:
+            return baker.bake(
+                found.batch, found.sizes, found.face_image[faces], posed[faces], landmarks[faces]
             )
-        return self._bakers[key]
 
-    def _sample_sizes(self, uv_size: int) -> list[int]:
-        if self.device.type != "cpu":
-            return [min(uv_size, 2048)]
-        top = min(uv_size, CPU_MAX_SAMPLE)
-        return sorted({*range(SAMPLE_STEP, top + 1, SAMPLE_STEP), top})
+        return self.bake_by_size(landmarks, uv_size, bake)
 
-    def _sample_size(self, face_px: float, uv_size: int) -> int:
-        if self.device.type != "cpu":
-            return min(uv_size, 2048)
-        return sample_size_for(face_px * ATLAS_PER_FACE_PX, uv_size, CPU_MAX_SAMPLE)
+    def _new_baker(self, uv_size: int, sample_size: int) -> HeadBaker:
+        return HeadBaker(self.topology_, self.fill, self.depth, uv_size, sample_size, self.device)
 
-    def warmup(self, uv_sizes: Sequence[int]) -> float:
-        start = time.perf_counter()
-        self._engine().runners.warm()
-        for uv_size in uv_sizes:
-            for sample in self._sample_sizes(uv_size):
-                self.baker(uv_size, sample)
-        return time.perf_counter() - start
-
-    @torch.inference_mode()
-    def reconstruct(
-        self, images: Sequence[np.ndarray], uv_size: int, all_faces: bool
-    ) -> list[Reconstruction]:
-        if not images:
-            return []
-        engine = self._engine()
-        clock = StageClock(self.device)
-        found = engine.locate(images, all_faces, clock)
-        faces_per_image: list[list[Face]] = [[] for _ in images]
-        if len(found.face_image):
-            landmarks = found.landmarks.float()
-            scores = found.blendshapes  # the expression's starting point (None for 468-point nets)
-            fit = self.fitter.fit(landmarks, scores, with_vertices=False)
-            vertices, base = self.fitter.heads(fit.identity, fit.expression)
-            posed = fit.pose.to_image(vertices)
-            lm68 = fit.pose.to_image(self.fitter.landmarks68(fit.identity, fit.expression))
-            clock.mark("landmarks")
-            textures, coverage = self._bake(found, posed, landmarks, uv_size)
-            clock.mark("bake")
-            host = {
-                "image": found.face_image.cpu().tolist(),
-                "boxes": found.boxes.float().cpu().numpy(),
-                "scores": found.scores.float().cpu().numpy(),
-                "landmarks": landmarks.cpu().numpy(),
-                "vertices": vertices.cpu().numpy(),
-                "base": base.cpu().numpy(),
-                "rotation": fit.pose.rotation.cpu().numpy(),
-                "euler": fit.pose.euler_degrees().cpu().numpy(),
-                "scale": fit.pose.scale.cpu().numpy(),
-                "translation": fit.pose.translation.cpu().numpy(),
-                "identity": fit.identity.cpu().numpy(),
-                "expression": fit.expression.cpu().numpy(),
-                "lm68": lm68.cpu().numpy(),
-                "residual": fit.residual_px.cpu().numpy(),
-                "blendshapes": None if scores is None else blendshape_dict(scores),
-                "textures": textures.cpu().numpy(),
-                "coverage": coverage.cpu().numpy(),
-            }
-            clock.mark("bake")  # device -> host copies belong to the bake, as in facemesh
-            for k, index in enumerate(host["image"]):
-                faces_per_image[index].append(face_from_host(host, k, self._model(host, k)))
-        return per_image(images, faces_per_image, clock.ms)
-
-    def _bake(self, found: Any, posed: torch.Tensor, landmarks: torch.Tensor, uv_size: int):
-        """Every face at the sample size its own extent calls for (grouped: one call per size)."""
-        extent = (landmarks[..., :2].amax(dim=1) - landmarks[..., :2].amin(dim=1)).amax(dim=1)
-        samples = [self._sample_size(px, uv_size) for px in extent.tolist()]
-        if len(set(samples)) == 1:  # the usual case: one call, no copy of the textures
-            sample = samples[0]
-            return self.baker(uv_size, sample).bake(
-                found.batch, found.sizes, found.face_image, posed, landmarks
-            )
-        textures = torch.empty((len(posed), uv_size, uv_size, 3), dtype=torch.uint8, device=self.device)
-        coverage = torch.empty(len(posed), device=self.device)
-        for sample in sorted(set(samples)):
-            group = torch.tensor([k for k, s in enumerate(samples) if s == sample], device=self.device)
-            baked, covered = self.baker(uv_size, sample).bake(
-                found.batch, found.sizes, found.face_image[group], posed[group], landmarks[group]
-            )
-            textures.index_copy_(0, group, baked)
-            coverage.index_copy_(0, group, covered)
-        return textures, coverage
-
-    def _model(self, host: dict[str, Any], k: int) -> FaceModel:
+    def _face_model(self, host: dict[str, Any], k: int) -> FaceModel:
         return FaceModel(
             identity=host["identity"][k],
             expression=host["expression"][k],
@@ -191,10 +126,9 @@ class IctBackend(EngineBackend):
         )
 
     def describe(self) -> dict[str, Any]:
-        info = self._engine().model_info()
+        info = super().describe()
         return {
             **info,
-            "backend": self.name,
             "model": f"ict-head+{info['model']}",
             "version": f"{MODEL_VERSION}+{info['version']}",
             "morphable_model": {

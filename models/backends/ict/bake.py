@@ -205,7 +205,7 @@ def photo_windows(
     lo, hi = torch.minimum(lo, hi), torch.maximum(lo, hi)  # a face with no trusted vertex: empty box
     height, width = images.shape[-2:]
     boxes = torch.cat([lo, hi], dim=1).cpu().tolist()  # one sync
-    limits = sizes[face_image].cpu().tolist()
+    limits = [(int(w), int(h)) for w, h in sizes[face_image].cpu().tolist()]  # slice bounds: ints
     win_w = max(1, min(width, max(math.ceil(b[2] - max(b[0], 0)) for b in boxes)))
     win_h = max(1, min(height, max(math.ceil(b[3] - max(b[1], 0)) for b in boxes)))
     window = torch.zeros((len(boxes), 3, win_h, win_w), device=images.device)

@@ -21,25 +21,28 @@ from fastapi.responses import JSONResponse
 from pydantic import BeforeValidator
 
 from face3d.models.errors import OptionsError
-from face3d.models.pipeline import ALL_FORMATS, ReconstructOptions
+from face3d.models.pipeline import (
+    ALL_FORMATS,
+    DEFAULT_FORMATS,
+    FORMATS_PATTERN,
+    ReconstructOptions,
+    TextureFormat,
+)
 from face3d.service import metrics
 from face3d.service.api.auth import Principal
 from face3d.service.api.deps import AppSettings, Pool, ReconstructCaller, StrictQuery, TenantQuota, Uploads
 from face3d.service.api.openapi import BINARY, image_body, problems
-from face3d.service.api.problems import Problem
 from face3d.service.api.quota import Quota, work_units
 from face3d.service.api.schemas import BatchResult, ImageSize, ReconstructResult
 from face3d.service.api.uploads import check_image, content_type, parse_images, receive, refusing_early
 from face3d.service.config import Settings
+from face3d.service.errors import Problem
 from face3d.service.storage import new_result_id
 from face3d.service.workers.protocol import ARTIFACT_FORMATS, JobDone
 
 log = logging.getLogger("face3d.api")
 
 router = APIRouter(tags=["reconstruct"], dependencies=[StrictQuery])
-
-_FORMAT = "|".join(sorted(ALL_FORMATS))
-FORMATS_PATTERN = rf"^({_FORMAT})(,({_FORMAT}))*$"
 
 
 def _strict_bool(value: Any) -> Any:
@@ -51,15 +54,18 @@ def _strict_bool(value: Any) -> Any:
     return value
 
 
+# The rules are ReconstructOptions' (models/pipeline.py): the query's pattern and types come from its
+# constants, and the OpenAPI document lists this deployment's uv sizes (service/api/openapi.py).
 UvSize = Annotated[int | None, Query(description="texture edge, a power of two (default: uv_size)")]
 Formats = Annotated[
     str | None,
     Query(
         pattern=FORMATS_PATTERN,
-        description="comma list of obj,png,glb,json,preview (default: obj,png,glb,json)",
+        description=f"comma list of {','.join(sorted(ALL_FORMATS))} "
+        f"(default: {','.join(sorted(DEFAULT_FORMATS))})",
     ),
 ]
-Texture = Annotated[Literal["png", "jpeg"], Query(description="texture image format")]
+Texture = Annotated[TextureFormat, Query(description="texture image format")]
 AllFaces = Annotated[
     bool, BeforeValidator(_strict_bool), Query(description="every face (up to max_faces), largest first")
 ]

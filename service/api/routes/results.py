@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Response
 
 from face3d.service.api.deps import ResultsDeleter, ResultsReader, Store, StrictQuery
 from face3d.service.api.openapi import BINARY, problems
-from face3d.service.api.problems import Problem
+from face3d.service.errors import Problem
 from face3d.service.storage import ResultNotFound
 from face3d.service.workers.artifacts import MEDIA_TYPES
 from face3d.service.workers.artifacts import media_type as media_type_of

@@ -1,0 +1,164 @@
+"""The result document (result.json): its typed model, and how one is built from a Reconstruction.
+
+A result's document is built once, as a ``ResultDocument``: the CLI and the service write it as
+result.json (``dump_json``), the service's encoders send its faces to the API process, and the API
+answers with them (service/api/schemas.py uses these models, so /docs shows what result.json holds).
+Pydantic describes the data; nothing here knows HTTP, and nothing names a backend: a backend's own
+members of a face (``MeshExport.json_fields``, models/export/mesh.py) are kept as extra members.
+
+Numbers are rounded to the precision a result promises (``rounded``), in the same member order as
+ever, so the bytes of result.json do not depend on how the document is held in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from face3d.models.export.serialize import rounded
+from face3d.models.geometry.ibug68 import MEDIAPIPE_MESH_POINTS, ibug68
+from face3d.models.reconstruction import Face, Reconstruction
+
+RESULT_SCHEMA = "face3d.result/1"
+COORDINATES = {
+    "image": "pixels of the EXIF-corrected photo, origin top-left, x right, y down, "
+    "z depth in pixel scale (smaller = closer)",
+    "mesh": "centimetres, right-handed, +Y up, +Z out of the face (GLB: metres)",
+    "landmarks_68": "iBUG 300-W order, see models/ibug68.py",
+}
+
+
+class PoseResult(BaseModel):
+    """Similarity transform model -> image: ``img ≈ scale · rotation · v + translation``."""
+
+    rotation: list[list[float]] = Field(description="3x3 rotation, Y-up camera frame")
+    yaw: float = Field(description="degrees")
+    pitch: float = Field(description="degrees")
+    roll: float = Field(description="degrees")
+    scale: float = Field(description="image pixels per model centimetre")
+    translation: list[float] = Field(description="image pixels (x, y) and relative depth (z)")
+
+
+class FaceResult(BaseModel):
+    """One reconstructed face. Backends may add members (they are kept and returned as they are)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    bbox: list[float] = Field(description="x0, y0, x1, y1 in image pixels")
+    score: float = Field(description="detector confidence, 0..1")
+    landmarks: list[list[float]] = Field(description="(N, 3) image-space landmarks, N = 468 or 478")
+    landmarks_68: list[list[float]] = Field(
+        description="iBUG 300-W 68 points mapped from the landmarks (empty without MediaPipe's 468)"
+    )
+    pose: PoseResult
+    texture_coverage: float = Field(description="share of the face's UV area seen in the photo, 0..1")
+    files: list[str] = Field(description="this face's files in the result")
+    blendshapes: dict[str, float] | None = Field(
+        None, description="MediaPipe's 52 ARKit-named expression scores, 0..1 (478-point landmark nets)"
+    )
+
+
+class ImageSize(BaseModel):
+    width: int
+    height: int
+
+
+class ResultDocument(BaseModel):
+    """result.json: the photo's size, the model that made the result, per stage timings, the faces
+    (largest first) and every file of the result."""
+
+    schema_: str = Field(RESULT_SCHEMA, alias="schema")
+    image: ImageSize
+    coordinates: dict[str, str] = Field(default_factory=lambda: dict(COORDINATES))
+    model: dict[str, Any]
+    timings_ms: dict[str, float]
+    faces: list[FaceResult]
+    files: list[str]
+
+
+def face_prefix(index: int, count: int) -> str:
+    """File stem of one face: ``face`` when the image has one face, else ``face<index>``."""
+    return "face" if count == 1 else f"face{index}"
+
+
+def _landmarks_68(face: Face) -> list[list[float]]:
+    """The iBUG 68 subset of MediaPipe's landmarks; empty for a backend whose faces carry other points."""
+    landmarks = np.asarray(face.landmarks)
+    return rounded(ibug68(landmarks), 2) if len(landmarks) >= MEDIAPIPE_MESH_POINTS else []
+
+
+def _face_result(face: Face, prefix: str, files: list[str], fields: dict[str, Any]) -> FaceResult:
+    pose = face.pose
+    return FaceResult(
+        bbox=rounded(face.bbox, 2),
+        score=round(float(face.score), 4),
+        landmarks=rounded(face.landmarks, 2),
+        landmarks_68=_landmarks_68(face),
+        pose=PoseResult(
+            rotation=rounded(pose.rotation, 6),
+            yaw=round(float(pose.yaw), 3),
+            pitch=round(float(pose.pitch), 3),
+            roll=round(float(pose.roll), 3),
+            scale=round(float(pose.scale), 5),
+            translation=rounded(pose.translation, 3),
+        ),
+        texture_coverage=round(float(face.coverage), 4),
+        files=[name for name in files if name.rsplit(".", 1)[0] == prefix],
+        # MediaPipe's 52 ARKit-named scores (478-point landmark nets)
+        blendshapes=None
+        if face.blendshapes is None
+        else {name: round(float(v), 4) for name, v in face.blendshapes.items()},
+        **fields,  # the backend's own members (models/export/mesh.py MeshExport.json_fields)
+    )
+
+
+def result_json(
+    rec: Reconstruction,
+    model_info: dict[str, Any] | None,
+    files: list[str],
+    face_fields: Sequence[dict[str, Any]] = (),
+) -> ResultDocument:
+    """The machine-readable result: per face bbox, score, landmarks (all + iBUG 68), pose, coverage;
+    with a morphable model also identity, expression, blendshapes, model landmarks and fit residual.
+
+    ``files`` names every file of this result (result.json included); each face also lists its own.
+    ``face_fields``: per face, the members its backend adds (``MeshExport.json_fields``).
+    """
+    count = len(rec.faces)
+    return ResultDocument(
+        image=ImageSize(width=rec.width, height=rec.height),
+        model=dict(model_info or {}),
+        timings_ms={k: round(float(v), 3) for k, v in rec.timings_ms.items()},
+        faces=[
+            _face_result(face, face_prefix(i, count), files, dict(fields))
+            for i, (face, fields) in enumerate(zip(rec.faces, face_fields or [{}] * count, strict=True))
+        ],
+        files=list(files),
+    )
+
+
+def dump_json(doc: ResultDocument) -> bytes:
+    """Compact UTF-8 JSON bytes of a result document; a face without blendshapes has no such member."""
+    bare = {i: {"blendshapes"} for i, face in enumerate(doc.faces) if face.blendshapes is None}
+    data = doc.model_dump(by_alias=True, exclude={"faces": bare} if bare else None)
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def add_result_json(
+    files: dict[str, bytes],
+    rec: Reconstruction,
+    model_info: dict[str, Any] | None,
+    face_fields: Sequence[dict[str, Any]],
+    started: float,
+) -> ResultDocument:
+    """Add ``result.json`` to ``files`` and return its document: it lists every file, itself
+    included, and the export's time since ``started`` (a ``time.perf_counter()``) among its timings."""
+    doc = result_json(rec, model_info, [*files, "result.json"], face_fields)
+    doc.timings_ms["export"] = round((time.perf_counter() - started) * 1000.0, 3)
+    files["result.json"] = dump_json(doc)
+    return doc
