@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 
@@ -36,6 +36,10 @@ _FORMAT_NAME = "|".join(sorted(ALL_FORMATS))
 FORMATS_PATTERN = rf"^({_FORMAT_NAME})(,({_FORMAT_NAME}))*$"
 """A formats list as the HTTP query must spell it: names from ALL_FORMATS, commas, no spaces."""
 TEXTURE_FORMATS: tuple[TextureFormat, ...] = get_args(TextureFormat)
+Lighting = Literal["remove", "keep"]
+LIGHTING: tuple[Lighting, ...] = get_args(Lighting)
+"""``remove`` (default): an evenly lit texture, the photo's estimated light divided out; ``keep``:
+the photo's light baked in as photographed. Either way result.json carries the estimated light."""
 
 
 def uv_sizes(largest: int = MAX_UV_SIZE) -> list[int]:
@@ -67,7 +71,8 @@ class ReconstructOptions:
     Jobs with equal ``batch_key`` share one backend call. ``neutral`` asks a morphable-model backend
     (ict) for the identity with a neutral expression in the meshes (the fitted expression stays in the
     JSON and, for the GLB, in the morph targets an app can set); it is an export choice, so it does
-    not split batches, and backends without expressions (facemesh) ignore it.
+    not split batches, and backends without expressions (facemesh) ignore it. ``lighting`` (see
+    LIGHTING) changes the bake, so it is part of ``batch_key``; facemesh ignores it.
     """
 
     uv_size: int = DEFAULT_UV_SIZE
@@ -75,9 +80,12 @@ class ReconstructOptions:
     texture_format: TextureFormat = "png"
     all_faces: bool = False
     neutral: bool = False
+    lighting: Lighting = "remove"
 
     def __post_init__(self) -> None:
         check_uv_size(self.uv_size)
+        if self.lighting not in LIGHTING:
+            raise OptionsError(f"lighting must be one of {','.join(LIGHTING)}")
         object.__setattr__(self, "formats", parse_formats(self.formats))
         if self.texture_format not in TEXTURE_FORMATS:
             raise OptionsError(f"texture must be one of {','.join(sorted(TEXTURE_FORMATS))}")
@@ -91,6 +99,7 @@ class ReconstructOptions:
         texture_format: str = "png",
         all_faces: bool = False,
         neutral: bool = False,
+        lighting: str = "remove",
         default_uv_size: int = DEFAULT_UV_SIZE,
         max_uv_size: int = MAX_UV_SIZE,
         uv_size_name: str = "uv_size",
@@ -99,11 +108,11 @@ class ReconstructOptions:
         size = default_uv_size if uv_size is None else uv_size
         check_uv_size(size, max_uv_size, uv_size_name)
         chosen = DEFAULT_FORMATS if formats is None else parse_formats(formats)
-        return cls(size, chosen, texture_format, all_faces, neutral)  # type: ignore[arg-type]
+        return cls(size, chosen, texture_format, all_faces, neutral, lighting)  # type: ignore[arg-type]
 
     @property
-    def batch_key(self) -> tuple[int, bool]:
-        return self.uv_size, self.all_faces
+    def batch_key(self) -> tuple[int, bool, str]:
+        return self.uv_size, self.all_faces, self.lighting
 
 
 @dataclass
@@ -172,7 +181,9 @@ class Pipeline:
 
     def reconstruct(self, images: Sequence[np.ndarray], options: ReconstructOptions) -> list[Reconstruction]:
         """One batched backend call for images that share ``options.batch_key``."""
-        return self.backend.reconstruct(images, uv_size=options.uv_size, all_faces=options.all_faces)
+        return self.backend.reconstruct(
+            images, uv_size=options.uv_size, all_faces=options.all_faces, lighting=options.lighting
+        )
 
     def export(self, rec: Reconstruction, image: np.ndarray | None, options: ReconstructOptions) -> Exported:
         return export_result(rec, image, options, self.backend.mesh_export(), self.backend.describe())

@@ -54,6 +54,8 @@ class FaceModel:
     base_vertices: np.ndarray  # (V, 3) float32 model space: identity only, neutral expression
     landmarks_68: np.ndarray  # (68, 3) float32 image space: the model's 68 landmark vertices, posed
     fit_residual_px: float  # mean image-plane distance of the fitted landmarks to the net's, pixels
+    lighting: np.ndarray | None = None  # (3, 9) the photo's SH lighting (models/backends/ict/lighting.py)
+    lighting_removed: bool = True  # the texture is evenly lit (lighting="remove") or as photographed
 
 
 @dataclass

@@ -24,10 +24,11 @@ import numpy as np
 from PIL import Image
 
 from face3d.models.backends import BackendConfig, create_backend
-from face3d.models.pipeline import Pipeline, ReconstructOptions
+from face3d.models.pipeline import LIGHTING, Pipeline, ReconstructOptions
 from face3d.service.config import default_cache_dir
 from scripts.chromium import CHROMIUM, CHROMIUM_ARGS
 from scripts.photos import PHOTO_NAMES, photo_bytes
+from scripts.texture_photos import TEXTURE_PHOTOS, texture_photo_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 THREE = ROOT / "service" / "web" / "vendor" / "three-0.187.0"
@@ -73,9 +74,14 @@ window.ready = true;
 </script></body></html>"""
 
 
-def head_glb(pipeline: Pipeline, name: str, uv_size: int) -> bytes:
-    options = ReconstructOptions(uv_size=uv_size, formats=frozenset({"glb"}))
-    (item,) = pipeline.run([photo_bytes(name)], options)
+def any_photo_bytes(name: str) -> bytes:
+    """A test photo (scripts/photos.py) or one of the texture set (scripts/texture_photos.py)."""
+    return photo_bytes(name) if name in PHOTO_NAMES else texture_photo_bytes(name)
+
+
+def head_glb(pipeline: Pipeline, name: str, uv_size: int, **options: str) -> bytes:
+    chosen = ReconstructOptions(uv_size=uv_size, formats=frozenset({"glb"}), **options)  # type: ignore[arg-type]
+    (item,) = pipeline.run([any_photo_bytes(name)], chosen)
     if item.exported is None:
         raise RuntimeError(f"{name}: {item.error}")
     return item.exported.files["face.glb"]
@@ -144,24 +150,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("photos", nargs="*", default=list(PHOTO_NAMES))
+    parser.add_argument(
+        "photos", nargs="*", default=list(PHOTO_NAMES), help=f"also: {', '.join(TEXTURE_PHOTOS)}"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "renders")
     parser.add_argument("--backend", default="ict")
     parser.add_argument("--size", type=int, default=512, help="render side in pixels")
     parser.add_argument("--uv-size", type=int, default=2048)
     parser.add_argument("--strip-only", action="store_true", help="write only the per-photo strips")
+    parser.add_argument("--lighting", choices=LIGHTING, default="remove", help="the texture's lighting (ict)")
     args = parser.parse_args(argv)
     backend = create_backend(args.backend, BackendConfig(cache_dir=default_cache_dir(), buckets=(1,)))
     backend.load("cpu")
     pipeline = Pipeline(backend, max_pixels=50_000_000)
-    glbs = {name: head_glb(pipeline, name, args.uv_size) for name in args.photos}
+    glbs = {name: head_glb(pipeline, name, args.uv_size, lighting=args.lighting) for name in args.photos}
     renders = render(glbs, args.size)
     args.out.mkdir(parents=True, exist_ok=True)
     for name, views in renders.items():
         if not args.strip_only:
             for view, png in views.items():
                 (args.out / f"{name}_{view}.png").write_bytes(png)
-        (args.out / f"{name}.png").write_bytes(strip(photo_bytes(name), views, args.size))
+        (args.out / f"{name}.png").write_bytes(strip(any_photo_bytes(name), views, args.size))
         print(f"{name}: {', '.join(views)} -> {args.out}")
     return 0
 

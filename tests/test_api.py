@@ -87,7 +87,7 @@ def test_raw_body_on_the_short_alias(server: Server) -> None:  # noqa: F811
     assert len(response.json()["faces"]) == 1
 
 
-@pytest.mark.parametrize("artifact", ["glb", "obj", "zip"])
+@pytest.mark.parametrize("artifact", ["glb", "usdz", "obj", "zip"])
 def test_single_artifact_formats(server: Server, artifact: str, tmp_path: Path) -> None:  # noqa: F811
     with server.client() as client:
         response = post_image(client, astronaut(), format=artifact)
@@ -96,6 +96,10 @@ def test_single_artifact_formats(server: Server, artifact: str, tmp_path: Path) 
     if artifact == "glb":
         assert data[:4] == b"glTF" and response.headers["content-type"] == "model/gltf-binary"
         assert len(trimesh.load(io.BytesIO(data), file_type="glb", force="mesh").faces) == mesh_sizes()[1]
+        return
+    if artifact == "usdz":  # a zip package: the usdc layer first, then the texture
+        assert response.headers["content-type"] == "model/vnd.usdz+zip"
+        assert zipfile.ZipFile(io.BytesIO(data)).namelist() == ["face.usdc", "face.png"]
         return
     assert response.headers["content-type"] == "application/zip"
     with zipfile.ZipFile(io.BytesIO(data)) as zf:

@@ -51,7 +51,7 @@ def test_toy_backend_through_the_pipeline(tmp_path: Path, weights_cache: Path) -
     files = item.exported.files
     assert {"face.obj", "face.mtl", "face.png", "face.glb", "result.json", "preview.png"} == set(files)
     (face,) = item.exported.document.faces
-    assert (face.model_extra or {})["toy_apex_cm"] == 4.0 and item.exported.document.model["backend"] == "toy"
+    assert (face.model_extra or {})["toy_apex_cm"] == 4.0 and item.exported.document.model.backend == "toy"
     _check_files(files, tmp_path, weights_cache)
 
 

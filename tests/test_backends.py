@@ -29,7 +29,7 @@ def test_backend_reconstructs_through_the_pipeline(name: str, weights_cache: Pat
     good, bad = items
     assert good.error is None and good.exported is not None
     assert {"face.obj", "face.mtl", "face.png", "result.json"} <= set(good.exported.files)
-    assert good.exported.document.model["backend"] == name
+    assert good.exported.document.model.backend == name
     layout = backend_class(name).mesh_export().layout
     assert len(good.exported.document.faces) == 1 and len(layout.triangles) > 0
     assert bad.exported is None and bad.error is not None and bad.error.kind == "invalid-image"

@@ -31,13 +31,14 @@ def document() -> dict[str, Any]:
 
 
 def test_uploads_are_documented_request_bodies(document: dict[str, Any]) -> None:
-    single = document["paths"]["/v1/reconstruct"]["post"]["requestBody"]
-    assert single["required"] is True
-    assert set(single["content"]) == {
-        "multipart/form-data", "image/jpeg", "image/png", "image/webp", "application/octet-stream",
-    }  # fmt: skip
-    form = single["content"]["multipart/form-data"]["schema"]
-    assert form["required"] == ["image"] and form["properties"]["image"]["format"] == "binary"
+    for path in ("/v1/reconstruct", "/v1/reconstruct/artifact"):
+        single = document["paths"][path]["post"]["requestBody"]
+        assert single["required"] is True
+        # the raw image as application/octet-stream: the binary body every generator supports
+        assert list(single["content"]) == ["multipart/form-data", "application/octet-stream"]
+        assert single["content"]["application/octet-stream"]["schema"]["format"] == "binary"
+        form = single["content"]["multipart/form-data"]["schema"]
+        assert form["required"] == ["image"] and form["properties"]["image"]["format"] == "binary"
     batch = document["paths"]["/v1/reconstruct/batch"]["post"]["requestBody"]["content"]
     images = batch["multipart/form-data"]["schema"]["properties"]["images"]
     assert images["type"] == "array" and images["maxItems"] == 5
@@ -46,9 +47,12 @@ def test_uploads_are_documented_request_bodies(document: dict[str, Any]) -> None
 def test_every_error_is_a_documented_problem(document: dict[str, Any]) -> None:
     schemas = document["components"]["schemas"]
     assert "HTTPValidationError" not in schemas and {"ProblemDetails", "ValidationProblem"} <= set(schemas)
+    assert schemas["ValidationProblem"]["allOf"][0] == {"$ref": "#/components/schemas/ProblemDetails"}
     expected = {
         ("/v1/reconstruct", "post"): {400, 401, 403, 408, 413, 415, 422, 429, 500, 503, 504},
+        ("/v1/reconstruct/artifact", "post"): {400, 401, 403, 408, 413, 415, 422, 429, 500, 503, 504},
         ("/v1/reconstruct/batch", "post"): {400, 401, 403, 408, 413, 415, 422, 429, 500, 503, 504},
+        ("/v1/results/{result_id}/result.json", "get"): {401, 403, 404, 422, 500, 503},
         ("/v1/results/{result_id}/{name}", "get"): {401, 403, 404, 422, 500, 503},
         ("/v1/results/{result_id}", "delete"): {401, 403, 404, 422, 500, 503},
         ("/v1/models", "get"): {401, 500, 503},
@@ -68,24 +72,78 @@ def test_every_error_is_a_documented_problem(document: dict[str, Any]) -> None:
 def test_success_bodies_have_schemas(document: dict[str, Any]) -> None:
     paths = document["paths"]
     ok = paths["/v1/reconstruct"]["post"]["responses"]["200"]
+    assert list(ok["content"]) == ["application/json"]  # JSON only: the artifacts are their own operation
     assert ok["content"]["application/json"]["schema"]["$ref"].endswith("ReconstructResult")
-    assert {"model/gltf-binary", "application/zip"} <= set(ok["content"])
-    assert {"GetResultFile", "DeleteResult"} <= set(ok["links"])
-    for path, model in (("/v1/models", "ModelsInfo"), ("/livez", "Health"), ("/readyz", "Readiness")):
+    assert {"GetResultDocument", "GetResultFile", "DeleteResult"} <= set(ok["links"])
+    for path, model in (
+        ("/v1/models", "ModelsInfo"), ("/livez", "Health"), ("/readyz", "Readiness"),
+        ("/v1/results/{result_id}/result.json", "ResultDocument"),
+    ):  # fmt: skip
         content = paths[path]["get"]["responses"]["200"]["content"]
+        assert list(content) == ["application/json"], path
         assert content["application/json"]["schema"]["$ref"].endswith(model)
     metrics = paths["/metrics"]["get"]["responses"]["200"]["content"]
     assert list(metrics) == ["text/plain"]
+    assert "content" not in paths["/v1/results/{result_id}"]["delete"]["responses"]["204"]
+
+
+def test_binary_answers_declare_only_binary_types(document: dict[str, Any]) -> None:
+    """Generators key on the first media type they know: octet-stream first, no JSON, so they return bytes."""
+    for path, method in (("/v1/results/{result_id}/{name}", "get"), ("/v1/reconstruct/artifact", "post")):
+        content = document["paths"][path][method]["responses"]["200"]["content"]
+        assert next(iter(content)) == "application/octet-stream", path
+        assert all(not m.endswith("json") and c["schema"]["format"] == "binary" for m, c in content.items())
+    artifact = document["paths"]["/v1/reconstruct/artifact"]["post"]["responses"]["200"]["content"]
+    assert {"model/gltf-binary", "application/zip"} <= set(artifact)
+
+
+def test_face_fields_are_declared(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    face = schemas["FaceResult"]["properties"]
+    members = (
+        "blendshapes",
+        "identity",
+        "expression",
+        "neutral",
+        "fit_residual_px",
+        "landmarks_68_model",
+        "lighting",
+    )
+    for name in members:
+        assert face[name].get("description"), name
+    assert schemas["ResultDocument"]["properties"]["faces"]["items"]["$ref"].endswith("FaceResult")
+    assert schemas["ResultDocument"]["properties"]["model"]["$ref"].endswith("ModelInfo")
+    assert schemas["ModelsInfo"]["properties"]["model"]["$ref"].endswith("ModelInfo")
+
+
+def test_shared_parameters_and_enums_live_in_components(document: dict[str, Any]) -> None:
+    components = document["components"]
+    assert {"UvSize", "OutputFormat", "TextureFormat", "ArtifactFormat"} <= set(components["schemas"])
+    assert {"UvSize", "Formats", "Texture", "AllFaces", "Neutral", "ResultId"} <= set(
+        components["parameters"]
+    )
+    for path in ("/v1/reconstruct", "/v1/reconstruct/artifact", "/v1/reconstruct/batch"):
+        params = document["paths"][path]["post"]["parameters"]
+        refs = {p["$ref"].rsplit("/", 1)[1] for p in params if "$ref" in p}
+        assert {"UvSize", "Formats", "Texture", "AllFaces", "Neutral"} <= refs, path
+    assert [server["url"] for server in document["servers"]] == ["/"]  # relative: any host or proxy
+    operations = [op for item in document["paths"].values() for op in item.values()]
+    ids = [op["operationId"] for op in operations]
+    assert len(ids) == len(set(ids)) and "models" not in ids
+    assert "models" not in {tag for op in operations for tag in op["tags"]}
 
 
 def test_query_constraints(document: dict[str, Any]) -> None:
-    params = {p["name"]: p["schema"] for p in document["paths"]["/v1/reconstruct"]["post"]["parameters"]}
-    assert params["uv_size"]["enum"] == [256, 512, 1024, 2048]  # this deployment's max_uv_size
-    assert params["format"]["enum"] == ["json", "glb", "obj", "zip"]
-    formats = next(
-        s for s in params["formats"].get("anyOf", [params["formats"]]) if s.get("type") == "string"
-    )
-    assert re.fullmatch(formats["pattern"], "obj,glb") and not re.fullmatch(formats["pattern"], "obj,,stl")
+    schemas, shared = document["components"]["schemas"], document["components"]["parameters"]
+    assert schemas["UvSize"]["enum"] == [256, 512, 1024, 2048]  # this deployment's max_uv_size
+    assert schemas["ArtifactFormat"]["enum"] == ["glb", "obj", "usdz", "zip"]
+    assert set(schemas["OutputFormat"]["enum"]) >= {"obj", "png", "glb", "usdz", "json", "preview"}
+    formats = shared["Formats"]
+    assert formats["schema"]["type"] == "array" and formats["schema"]["minItems"] == 1
+    assert formats["style"] == "form" and formats["explode"] is False
+    artifact = document["paths"]["/v1/reconstruct/artifact"]["post"]["parameters"]
+    assert any(p.get("name") == "format" and p["required"] for p in artifact)
+    assert all(p.get("name") != "format" for p in document["paths"]["/v1/reconstruct"]["post"]["parameters"])
 
 
 def test_open_routes_need_no_token_unless_closed(document: dict[str, Any]) -> None:

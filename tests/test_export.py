@@ -213,7 +213,7 @@ def test_export_without_faces_and_bad_formats() -> None:
 
 def test_result_json_lists_given_files() -> None:
     doc = result_json(_rec(1), None, ["face.glb", "result.json"])
-    assert doc.model == {} and doc.files == ["face.glb", "result.json"]
+    assert doc.model.model_dump() == {} and doc.files == ["face.glb", "result.json"]
     assert doc.faces[0].files == ["face.glb"]
 
 

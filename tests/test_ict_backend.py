@@ -13,12 +13,14 @@ from scipy.spatial import ConvexHull
 
 from face3d.models.backends import BackendConfig, create_backend
 from face3d.models.backends.ict.backend import IctBackend
+from face3d.models.export.glb import to_glb
 from face3d.models.export.mesh import posed_points
 from face3d.models.geometry.ibug68 import ibug68
 from face3d.models.geometry.normals import vertex_normals
 from face3d.models.geometry.uv_raster import rasterize_atlas
 from face3d.models.reconstruction import Reconstruction
 from scripts.photos import PHOTO_NAMES, photo
+from tests.glb_reader import read_morphed
 
 UV = 512
 
@@ -57,7 +59,10 @@ def test_photo_gives_a_fitted_dense_head(backend: IctBackend, name: str) -> None
     gap = np.linalg.norm(model.landmarks_68[:, :2] - mapped, axis=1).mean()
     assert gap < 0.06 * (face.bbox[2] - face.bbox[0]), gap
     np.testing.assert_allclose(face.pose.rotation @ face.pose.rotation.T, np.eye(3), atol=1e-4)
-    assert face.texture.shape == (UV, UV, 3) and 0.25 < face.coverage <= 1
+    # coverage = the face tile's photo weight: 0.375-0.42 before issue 22, 0.27-0.30 since on the
+    # frontal photos (no photo below n·v 0.3, ramps in from outlines) and 0.17 on image00021 (its
+    # shadowed half goes to the mirror with lighting="remove")
+    assert face.texture.shape == (UV, UV, 3) and 0.12 < face.coverage <= 1
     assert set(rec.timings_ms) >= {"detect", "landmarks", "bake"}
 
 
@@ -134,6 +139,19 @@ def test_neutral_is_the_identity_without_expression(backend: IctBackend) -> None
     assert model is not None and model.expression.max() > 0.1  # she smiles
     moved = np.tensordot(model.expression, backend.mesh_export().topology.expression, axes=1)
     np.testing.assert_allclose(face.vertices, model.base_vertices + moved, atol=2e-3)
+
+
+@pytest.mark.parametrize("name", PHOTO_NAMES)
+def test_glb_at_the_fitted_weights_is_the_fitted_head(backend: IctBackend, name: str) -> None:
+    """The GLB's ARKit targets at its weights show the fitted head (what ICT's 53 targets showed):
+    only the merged pairs (browInnerUp, cheekPuff), at the mean of their halves, move it, by at most
+    1 mm anywhere and 0.1 mm on average (measured on these photos: at most 0.52 mm, mean 0.045 mm)."""
+    (face,) = _reconstruct(backend, name).faces
+    hooks = backend.mesh_export()
+    glb = read_morphed(to_glb(hooks.layout, hooks.mesh(face, False), b"", "image/png"))
+    assert len(glb.names) == 51 and glb.names[:3] == ["browDownLeft", "browDownRight", "browInnerUp"]
+    error_mm = np.linalg.norm(glb.shaped - face.vertices[hooks.topology.gl_vertex] * 0.01, axis=1) * 1000
+    assert error_mm.max() < 1.0 and error_mm.mean() < 0.1
 
 
 def test_batched_faces_match_single_ones(backend: IctBackend) -> None:

@@ -37,7 +37,7 @@ def test_v2_gives_478_points_and_mediapipes_blendshapes(engines: dict[str, Facem
     assert doc.faces[0].blendshapes["mouthSmileLeft"] == pytest.approx(
         face.blendshapes["mouthSmileLeft"], abs=1e-4
     )
-    assert doc.model["landmark_model"] == "v2" and "face_blendshapes.tflite" in doc.model["weights"]
+    assert doc.model.landmark_model == "v2" and "face_blendshapes.tflite" in (doc.model.weights or {})
 
 
 def test_the_468_net_has_no_blendshapes(engines: dict[str, FacemeshBackend]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -43,8 +44,9 @@ def test_reconstruct_writes_every_format(photos: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "out" / "astronaut"
     assert {p.name for p in out.iterdir()} == {
-        "face.obj", "face.mtl", "face.png", "face.glb", "result.json", "preview.png"
+        "face.obj", "face.mtl", "face.png", "face.glb", "face.usdz", "result.json", "preview.png"
     }  # fmt: skip
+    assert zipfile.ZipFile(out / "face.usdz").namelist() == ["face.usdc", "face.png"]  # all formats: usdz too
     mesh = trimesh.load(out / "face.obj", force="mesh")
     vertices, triangles, split = mesh_sizes()
     assert vertices <= len(mesh.vertices) <= split and len(mesh.faces) == triangles  # trimesh splits at seams

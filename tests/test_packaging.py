@@ -64,6 +64,7 @@ def test_wheel_holds_only_the_face3d_package(wheel: Path) -> None:
     top = {name.split("/", 1)[0] for name in names}
     assert top == {"face3d", f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.dist-info"}, top
     assert "face3d/models/data/topology.npz" in names  # package data travels with the code
+    assert "face3d/client/__init__.py" in names  # face3d.client, mapped from service/client/
     assert "face3d/__init__.py" not in names  # face3d stays a namespace over the two packages
 
 

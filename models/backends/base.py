@@ -67,9 +67,12 @@ class ReconstructionBackend(ABC):
 
     @abstractmethod
     def reconstruct(
-        self, images: Sequence[np.ndarray], uv_size: int, all_faces: bool
+        self, images: Sequence[np.ndarray], uv_size: int, all_faces: bool, lighting: str = "remove"
     ) -> list[Reconstruction]:
-        """One Reconstruction per (H, W, 3) uint8 RGB image, in order; no face -> empty ``faces``."""
+        """One Reconstruction per (H, W, 3) uint8 RGB image, in order; no face -> empty ``faces``.
+
+        ``lighting``: "remove" asks for an evenly lit texture (the photo's estimated light divided
+        out), "keep" for the photo's light as it is; backends that estimate no lighting ignore it."""
 
     @abstractmethod
     def describe(self) -> dict[str, Any]:

@@ -93,8 +93,9 @@ class FrontEndBackend(ReconstructionBackend, Generic[BakerT]):
         """The backend's mesh fitted to the located faces (at least one face)."""
 
     @abstractmethod
-    def _bake(self, found: Located, fitted: Fitted, uv_size: int) -> tuple[Tensor, Tensor]:
-        """Textures (F, uv_size, uv_size, 3) uint8 and coverage (F,) of the fitted faces."""
+    def _bake(self, found: Located, fitted: Fitted, uv_size: int, lighting: str) -> tuple[Tensor, Tensor]:
+        """Textures (F, uv_size, uv_size, 3) uint8 and coverage (F,) of the fitted faces (``lighting``:
+        see ``reconstruct``)."""
 
     @abstractmethod
     def _new_baker(self, uv_size: int, sample_size: int) -> BakerT:
@@ -180,7 +181,11 @@ class FrontEndBackend(ReconstructionBackend, Generic[BakerT]):
 
     @torch.inference_mode()
     def reconstruct(
-        self, images: Sequence[np.ndarray], uv_size: int = 2048, all_faces: bool = False
+        self,
+        images: Sequence[np.ndarray],
+        uv_size: int = 2048,
+        all_faces: bool = False,
+        lighting: str = "remove",
     ) -> list[Reconstruction]:
         """Reconstruct the faces of each (H, W, 3) uint8 RGB image; one Reconstruction per image.
 
@@ -195,7 +200,7 @@ class FrontEndBackend(ReconstructionBackend, Generic[BakerT]):
         if len(found.face_image):
             fitted = self._fit(found)
             clock.mark("landmarks")
-            textures, coverage = self._bake(found, fitted, uv_size)
+            textures, coverage = self._bake(found, fitted, uv_size, lighting)
             clock.mark("bake")
             host = to_host(found, fitted, textures, coverage)
             clock.mark("bake")  # device -> host copies (the textures' above all) belong to the bake

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from face3d.models.export.serialize import rounded
 from face3d.models.geometry.ibug68 import MEDIAPIPE_MESH_POINTS, ibug68
@@ -44,8 +44,26 @@ class PoseResult(BaseModel):
     translation: list[float] = Field(description="image pixels (x, y) and relative depth (z)")
 
 
+class FaceLighting(BaseModel):
+    """The photo's lighting estimated on the face (models/backends/ict/lighting.py): second-order
+    spherical harmonics, 9 coefficients per colour channel."""
+
+    model_config = ConfigDict(extra="allow")
+
+    texture: str = Field(
+        description="removed: the texture is evenly lit (lighting=remove); kept: as photographed"
+    )
+    model: str = Field(description="sh2: second-order spherical harmonics")
+    frame: str = Field(description="the axes the coefficients are expressed in")
+    coefficients: list[list[float]] = Field(
+        description="(3, 9): per colour channel (R, G, B), 9 coefficients"
+    )
+
+
 class FaceResult(BaseModel):
-    """One reconstructed face. Backends may add members (they are kept and returned as they are)."""
+    """One reconstructed face. Every member a backend of this package writes is declared here (the
+    morphable-model ones only with such a backend, ``ict``); a backend kept outside the package may add
+    members of its own (they are kept and returned as they are)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -61,11 +79,97 @@ class FaceResult(BaseModel):
     blendshapes: dict[str, float] | None = Field(
         None, description="MediaPipe's 52 ARKit-named expression scores, 0..1 (478-point landmark nets)"
     )
+    # The morphable-model members (models/backends/ict/export.py IctExport.json_fields), in its order.
+    identity: list[float] | None = Field(
+        None, description="the fitted identity: the morphable model's coefficients, a priori N(0, 1) (ict)"
+    )
+    expression: dict[str, float] | None = Field(
+        None,
+        description="the fitted expression weights by ARKit blendshape name in blendshapes' order, 0..1; "
+        "the GLB's morph target weights (ict)",
+    )
+    landmarks_68_model: list[list[float]] | None = Field(
+        None, description="(68, 3) the fitted head's iBUG 68 landmark vertices, posed in image space (ict)"
+    )
+    fit_residual_px: float | None = Field(
+        None,
+        description="mean image-plane distance of the fitted landmarks to the detected ones, pixels (ict)",
+    )
+    neutral: bool | None = Field(
+        None, description="true: the meshes carry the identity with a neutral expression (ict)"
+    )
+    lighting: FaceLighting | None = Field(
+        None, description="the photo's light on the face as estimated while baking the texture (ict)"
+    )
+
+
+OPTIONAL_FACE_MEMBERS = tuple(
+    name for name, info in FaceResult.model_fields.items() if not info.is_required()
+)
+"""Members a face may lack: written only when the face has them (never as ``null``)."""
+
+
+def absent_members(faces: Sequence[FaceResult]) -> dict[int, set[str]]:
+    """Per face index, the optional members it does not carry: ``model_dump(exclude={"faces": ...})``
+    leaves them out, so a face has the members its backend gave it and no ``null`` ones."""
+    out = {i: {n for n in OPTIONAL_FACE_MEMBERS if getattr(face, n) is None} for i, face in enumerate(faces)}
+    return {i: names for i, names in out.items() if names}
 
 
 class ImageSize(BaseModel):
     width: int
     height: int
+
+
+class _Described(BaseModel):
+    """A backend's self-description: only the members it gave are written back (in declared order),
+    so a backend that says less gets no ``null`` members."""
+
+    model_config = ConfigDict(extra="allow")
+
+    @model_serializer(mode="wrap")
+    def _given_only(self, handler: SerializerFunctionWrapHandler):  # no return annotation: keeps the schema
+        data = handler(self)
+        given = self.model_fields_set | set(self.model_extra or {})
+        return {key: value for key, value in data.items() if key in given}
+
+
+class WeightFile(_Described):
+    name: str
+    source: str | None = Field(None, description="the package it comes from (pinned requirement)")
+    origin: str | None = Field(None, description="where inside that package")
+    sha256: str | None = None
+    licence: str | None = None
+    licence_note: str | None = None
+
+
+class MorphableModelInfo(_Described):
+    name: str | None = None
+    licence: str | None = None
+    vertices: int | None = None
+    identity: int | None = Field(None, description="number of identity coefficients")
+    expressions: list[str] | None = Field(None, description="the expression shapes the fit uses")
+
+
+class ModelInfo(_Described):
+    """What made a result, as the backend describes itself (``ReconstructionBackend.describe``);
+    backends kept outside the package may say less or add members."""
+
+    backend: str | None = Field(None, description="the backend's registered name (ict, facemesh, ...)")
+    model: str | None = None
+    version: str | None = None
+    weights: dict[str, str] | None = Field(None, description="weight file -> sha256")
+    weight_files: list[WeightFile] | None = None
+    landmarks: int | None = Field(None, description="landmarks per face (468 or 478)")
+    landmark_model: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+    compiled: dict[str, bool] | None = Field(None, description="net -> runs compiled code")
+    cuda_graphs: dict[str, list[int]] | None = Field(
+        None, description="net -> buckets replayed as CUDA graphs"
+    )
+    buckets: list[int] | None = Field(None, description="the batch sizes the nets run at")
+    morphable_model: MorphableModelInfo | None = None
 
 
 class ResultDocument(BaseModel):
@@ -75,7 +179,7 @@ class ResultDocument(BaseModel):
     schema_: str = Field(RESULT_SCHEMA, alias="schema")
     image: ImageSize
     coordinates: dict[str, str] = Field(default_factory=lambda: dict(COORDINATES))
-    model: dict[str, Any]
+    model: ModelInfo
     timings_ms: dict[str, float]
     faces: list[FaceResult]
     files: list[str]
@@ -132,7 +236,7 @@ def result_json(
     count = len(rec.faces)
     return ResultDocument(
         image=ImageSize(width=rec.width, height=rec.height),
-        model=dict(model_info or {}),
+        model=ModelInfo.model_validate(model_info or {}),
         timings_ms={k: round(float(v), 3) for k, v in rec.timings_ms.items()},
         faces=[
             _face_result(face, face_prefix(i, count), files, dict(fields))
@@ -143,8 +247,8 @@ def result_json(
 
 
 def dump_json(doc: ResultDocument) -> bytes:
-    """Compact UTF-8 JSON bytes of a result document; a face without blendshapes has no such member."""
-    bare = {i: {"blendshapes"} for i, face in enumerate(doc.faces) if face.blendshapes is None}
+    """Compact UTF-8 JSON bytes of a result document; a face has only the optional members it carries."""
+    bare = absent_members(doc.faces)
     data = doc.model_dump(by_alias=True, exclude={"faces": bare} if bare else None)
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 

@@ -1,15 +1,17 @@
-"""Reconstruction -> file bytes: OBJ+MTL, texture PNG/JPEG, GLB, result JSON and a preview PNG.
+"""Reconstruction -> file bytes: OBJ+MTL, texture PNG/JPEG, GLB, USDZ, result JSON and a preview PNG.
 
 Everything is built in memory (no disk I/O) so the same code serves the CLI, which writes the
 files, and the service, which hands them to its result store. File names for one image:
 
-* one face: ``face.obj``, ``face.mtl``, ``face.png`` (``face.jpg`` for JPEG textures), ``face.glb``
+* one face: ``face.obj``, ``face.mtl``, ``face.png`` (``face.jpg`` for JPEG textures), ``face.glb``,
+  ``face.usdz`` (opt-in: the texture and a usdc layer in one package, for Apple's AR Quick Look)
 * several faces: the same with the face index, ``face0.obj``, ``face1.obj`` ... (largest face first)
 * ``result.json`` (all faces, and the list of every file written) and ``preview.png``
 
 Units and axes: OBJ vertices are in centimetres in the model space documented in
 models/reconstruction.py (right-handed, +Y up, +Z out of the face). GLB uses the same axes, which
-are glTF's own, but metres, because glTF fixes its unit to the metre and AR/3D viewers rely on it.
+are glTF's own, but metres, because glTF fixes its unit to the metre and AR/3D viewers rely on it;
+USDZ too (``metersPerUnit = 1``, ``upAxis = Y``).
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ from face3d.models.export.glb import to_glb
 from face3d.models.export.mesh import MeshExport
 from face3d.models.export.obj import to_obj
 from face3d.models.export.preview import render_preview
+from face3d.models.export.usdz import to_usdz
 from face3d.models.reconstruction import Reconstruction
 
 TextureFormat = Literal["png", "jpeg"]
-FORMATS = frozenset({"obj", "png", "glb", "json", "preview"})
+FORMATS = frozenset({"obj", "png", "glb", "usdz", "json", "preview"})
 TEXTURE_EXT = {"png": "png", "jpeg": "jpg"}
 TEXTURE_MIME = {"png": "image/png", "jpeg": "image/jpeg"}
 
@@ -61,9 +64,9 @@ def export_files(
     """All requested files of one reconstruction, by file name (see the module docstring).
 
     ``formats`` (checked by models/pipeline.py's ReconstructOptions) picks from FORMATS: "obj" (OBJ +
-    MTL + texture), "png" (the texture; ``face.jpg`` with texture_format="jpeg"), "glb", "json"
+    MTL + texture), "png" (the texture; ``face.jpg`` with texture_format="jpeg"), "glb", "usdz", "json"
     (result.json), "preview" (preview.png). Each texture is encoded once and shared by the texture
-    file, the OBJ material and the GLB. ``exporter`` is the backend's (its mesh layout and hooks);
+    file, the OBJ material, the GLB and the USDZ. ``exporter`` is the backend's (its mesh layout and hooks);
     ``neutral`` asks it for the identity with a neutral expression where it has one.
     """
     start = time.perf_counter()
@@ -72,7 +75,7 @@ def export_files(
     for i, face in enumerate(rec.faces):
         prefix = face_prefix(i, count)
         texture_name = f"{prefix}.{TEXTURE_EXT[texture_format]}"
-        if not formats & {"obj", "png", "glb"}:
+        if not formats & {"obj", "png", "glb", "usdz"}:
             continue
         texture = encode_texture(face.texture, texture_format, jpeg_quality)
         if formats & {"obj", "png"}:
@@ -84,6 +87,8 @@ def export_files(
             )
         if "glb" in formats:
             files[f"{prefix}.glb"] = to_glb(layout, mesh, texture, TEXTURE_MIME[texture_format])
+        if "usdz" in formats:
+            files[f"{prefix}.usdz"] = to_usdz(layout, mesh, texture, texture_name, prefix)
     if "preview" in formats:
         if image is None:
             raise ValueError("the preview needs the photo")

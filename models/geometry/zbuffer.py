@@ -86,12 +86,18 @@ class DepthTest:
 
     def facing_normals(self, verts: Tensor) -> tuple[Tensor, Tensor]:
         """(F, T, 3) triangle normals (length = twice the area) and (F, V) ``facing`` (see __call__)."""
+        normals, facing, _ = self._normals(verts)
+        return normals, facing
+
+    def _normals(self, verts: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``facing_normals`` and the (F, V, 3) unit vertex normals."""
         faces, vertices = verts.shape[:2]
         normals = triangle_normals(gather_corners(verts, self.triangles))  # (F, T, 3)
         table = normals.transpose(0, 1).reshape(len(self.triangles), faces * 3)
         summed = F.embedding_bag(self._corner_triangle, table, self._offsets(vertices), mode="sum")
         summed = summed.view(vertices, faces, 3).transpose(0, 1)
-        return normals, -summed[..., 2] / summed.norm(dim=-1).clamp_min(1e-12)
+        unit = summed / summed.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        return normals, -unit[..., 2], unit
 
     def __call__(self, verts: Tensor, width: Tensor, height: Tensor) -> tuple[Tensor, Tensor]:
         """verts (F, V, 3) image space; width, height (F,) of each face's photo.
@@ -99,8 +105,13 @@ class DepthTest:
         Returns ``visible`` (F, V) bool and ``facing`` (F, V): the cosine between each vertex normal
         and the direction to the camera (1 = faces it, <= 0 = turned away).
         """
+        visible, facing, _ = self.see(verts, width, height)
+        return visible, facing
+
+    def see(self, verts: Tensor, width: Tensor, height: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``__call__``'s ``visible`` and ``facing``, and the (F, V, 3) unit vertex normals (image space)."""
         faces, cells = verts.shape[0], self.cells
-        normals, facing = self.facing_normals(verts)  # image z points away from the camera
+        normals, facing, unit = self._normals(verts)  # image z points away from the camera
         corners = gather_corners(verts, self.occluders)  # (F, T, 3, 3)
         if self._occluder_ids is not None:
             normals = normals.index_select(1, self._occluder_ids)
@@ -125,4 +136,4 @@ class DepthTest:
         visible = verts[..., 2] <= nearest + (self.tolerance + slope) * cell[:, None]
         x, y = verts[..., 0], verts[..., 1]
         inside = (x >= 0) & (y >= 0) & (x <= width[:, None] - 1) & (y <= height[:, None] - 1)
-        return visible & inside & (facing > 0), facing
+        return visible & inside & (facing > 0), facing, unit

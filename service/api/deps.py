@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.dependencies.utils import field_annotation_is_sequence
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -102,32 +103,38 @@ HealthGuard = Depends(_open_unless("open_health", None))
 MetricsGuard = Depends(_open_unless("open_metrics", SCOPE_ADMIN))
 
 
-_QUERY_NAMES: dict[int, frozenset[str]] = {}  # id(route) -> its query parameters (routes live forever)
+_QUERY_NAMES: dict[int, tuple[frozenset[str], frozenset[str]]] = {}  # id(route) -> (names, lists)
 
 
-def _query_names(route: APIRoute) -> frozenset[str]:
-    """Every query parameter the route and its dependencies declare."""
+def _query_names(route: APIRoute) -> tuple[frozenset[str], frozenset[str]]:
+    """Every query parameter the route and its dependencies declare, and those that take a list."""
     names = _QUERY_NAMES.get(id(route))
     if names is None:
         found: set[str] = set()
+        lists: set[str] = set()
         stack = [route.dependant]
         while stack:
             dependant = stack.pop()
-            found.update(param.alias for param in dependant.query_params)
+            for param in dependant.query_params:
+                found.add(param.alias)
+                if field_annotation_is_sequence(param.field_info.annotation):
+                    lists.add(param.alias)
             stack.extend(dependant.dependencies)
-        names = _QUERY_NAMES[id(route)] = frozenset(found)
+        names = _QUERY_NAMES[id(route)] = (frozenset(found), frozenset(lists))
     return names
 
 
 async def known_query_only(request: Request) -> None:
     """422 for a query parameter the route does not define, or a single-valued one given twice: a
-    typo like ``uv_sise=4096`` must not silently fall back to the default."""
+    typo like ``uv_sise=4096`` must not silently fall back to the default. A list parameter
+    (``formats``) may be repeated."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
-    names = _query_names(route)
+    names, lists = _query_names(route)
     given = request.query_params
-    if any(name not in names for name in given) or len(given.multi_items()) != len(given):
+    repeated = {name for name in given if len(given.getlist(name)) > 1}
+    if any(name not in names for name in given) or repeated - lists:
         raise Problem("validation", "unknown or repeated query parameters (see /openapi.json)")
 
 

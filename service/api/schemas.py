@@ -7,11 +7,9 @@ typed once, with result.json's field meanings and units.
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict, Field
 
-from face3d.models.export.document import FaceResult, ImageSize
+from face3d.models.export.document import FaceResult, ImageSize, ModelInfo
 
 
 class ReconstructResult(BaseModel):
@@ -46,7 +44,9 @@ class FieldError(BaseModel):
 
 
 class ValidationProblem(ProblemDetails):
-    """A 422: the request did not match the schema (``errors``) or broke a rule of the options."""
+    """A 422: the request did not match the schema (``errors``), broke a rule of the options, or the
+    image has no face (type no-face, no ``errors``): every 422 is one of these, and every one is a
+    ProblemDetails."""
 
     errors: list[FieldError] | None = None
 
@@ -103,7 +103,7 @@ class Limits(BaseModel):
 class ModelsInfo(BaseModel):
     """What is loaded (backend, model, version, weight hashes, device, dtype, compiled buckets)."""
 
-    model: dict[str, Any]
+    model: ModelInfo
     workers: list[WorkerStatus]
     limits: Limits
 

@@ -98,6 +98,7 @@ def cli_options(
     texture: str,
     all_faces: bool,
     neutral: bool = False,
+    lighting: str = "remove",
 ) -> ReconstructOptions:
     """The CLI's options: the pipeline's rules; with no --formats, every format (preview included)."""
     return ReconstructOptions.parse(
@@ -106,6 +107,7 @@ def cli_options(
         texture_format=texture,
         all_faces=all_faces,
         neutral=neutral,
+        lighting=lighting,
         default_uv_size=settings.uv_size,
         max_uv_size=settings.max_uv_size,
         uv_size_name="--uv-size",
@@ -132,9 +134,10 @@ def run_reconstruct(
     settings: Settings,
     texture: str = "png",
     neutral: bool = False,
+    lighting: str = "remove",
 ) -> int:
     """Reconstruct each photo into ``out_dir/<stem>/``; one line per photo; exit code 1 if any failed."""
-    options = cli_options(settings, uv_size, formats, texture, all_faces, neutral)
+    options = cli_options(settings, uv_size, formats, texture, all_faces, neutral, lighting)
     items = [Item(Path(p), Path(out_dir) / Path(p).stem) for p in photos]
     clashes = sorted({str(a.source) for a in items for b in items if a is not b and a.out == b.out})
     if clashes:

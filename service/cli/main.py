@@ -1,4 +1,4 @@
-"""The ``face3d`` command: serve | token | models pull | compile | reconstruct | batch.
+"""The ``face3d`` command: serve | token | models pull | compile | reconstruct [--server URL] | batch.
 
 Thin by design: each command parses its arguments and calls one function that does the work
 (uvicorn with service/api/app.py's ``create_app``, service/api/auth.py's ``mint_token``,
@@ -10,13 +10,15 @@ Every failure ends as one ``face3d: error: ...`` line on stderr and a non-zero e
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from face3d.models.pipeline import ALL_FORMATS, TEXTURE_FORMATS
+from face3d.models.pipeline import ALL_FORMATS, LIGHTING, TEXTURE_FORMATS
 from face3d.service.config import Settings, load_settings
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
@@ -126,13 +128,41 @@ def _check_backend(settings: Settings) -> None:
 
 
 def _reconstruct(args: argparse.Namespace) -> int:
+    if args.server:
+        return _reconstruct_remote(args)
     from face3d.service.cli.batch import run_reconstruct
 
     settings = _offline_settings(args.config)
     return run_reconstruct(
         args.photos, args.out, args.uv_size, args.formats, args.all_faces, settings, args.texture,
-        neutral=args.neutral,
+        neutral=args.neutral, lighting=args.lighting,
     )  # fmt: skip
+
+
+def _reconstruct_remote(args: argparse.Namespace) -> int:
+    """``reconstruct --server URL``: the same photos and options, reconstructed by a face3d service
+    (face3d.client); each result's files land in ``OUT/<stem>/`` as offline, then the result is deleted
+    on the server (a token without ``results:delete`` leaves it to expire)."""
+    from face3d.client import Client, ProblemError
+
+    token = args.token or os.environ.get("FACE3D_TOKEN")
+    options = {"uv_size": args.uv_size, "formats": args.formats, "texture": args.texture}
+    options.update(all_faces=args.all_faces, neutral=args.neutral, lighting=getattr(args, "lighting", None))
+    failed = 0
+    with Client(args.server, token) as api:
+        for photo in args.photos:
+            out = args.out / photo.stem
+            try:
+                result = api.reconstruct(photo, **options)
+                api.save(result, out)
+            except ProblemError as exc:
+                failed += 1
+                print(f"error: {photo}: {exc.problem.detail or exc.problem.title}", file=sys.stderr)
+                continue
+            with contextlib.suppress(ProblemError):
+                api.delete(result.id)
+            print(f"{photo} -> {out}")
+    return 1 if failed else 0
 
 
 def _batch(args: argparse.Namespace) -> int:
@@ -201,7 +231,20 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument(
         "--neutral", action="store_true", help="the fitted identity with a neutral expression (backend ict)"
     )
+    rec.add_argument(
+        "--lighting",
+        choices=LIGHTING,
+        default="remove",
+        help="remove: an evenly lit texture, the photo's estimated light divided out (default); keep: as "
+        "photographed; result.json carries the estimate either way (backend ict)",
+    )
     rec.add_argument("--config", **config)
+    rec.add_argument(
+        "--server",
+        metavar="URL",
+        help="reconstruct on this face3d service instead of locally (face3d.client)",
+    )
+    rec.add_argument("--token", help="bearer token for --server (default: $FACE3D_TOKEN)")
     rec.set_defaults(run=_reconstruct)
 
     batch = sub.add_parser("batch", help="reconstruct every photo under a folder (resumable, shardable)")

@@ -2,13 +2,14 @@
 // POST v1/reconstruct → fetch the stored files → viewer, overlay, texture, expression panel, downloads.
 
 import { ApiError, apiDelete, apiGet, clearToken, fetchFiles, reconstruct, setToken, takeToken } from "./api.js";
+import { LiveMode } from "./live.js";
 import { MorphPanel } from "./morphs.js";
 import { drawOverlay, poseText } from "./overlay.js";
 import { Viewer } from "./viewer.js";
 import { storeZip } from "./zip.js";
 
 const $ = (id) => document.getElementById(id);
-const state = { viewer: null, morphs: null, result: null, bitmap: null, urls: [] };
+const state = { viewer: null, morphs: null, live: null, result: null, bitmap: null, urls: [] };
 
 /** kind "error" (problems) or "note" (news that is not a failure). */
 function showMessage(title, detail = "", kind = "error") {
@@ -199,7 +200,13 @@ async function show(result, face, files, bitmap) {
       { panel: $("morphs"), sliders: $("sliders"), presets: $("presets"), play: $("play"), filter: $("morph-filter"), mode: document.querySelectorAll('input[name="morph-mode"]') },
       state.viewer,
     );
+    state.live = new LiveMode(
+      { button: $("live"), panel: $("live-panel"), video: $("live-video"), fps: $("live-fps"), status: $("live-status") },
+      state.viewer,
+      state.morphs,
+    );
   }
+  if (state.live.running) state.live.stop();
   const { names, fitted } = await state.viewer.load(await files[glbName].arrayBuffer());
   state.viewer.setWireframe($("wireframe").checked);
   state.morphs.show(names, fitted);

@@ -1,15 +1,15 @@
 // The expression panel, shown only when the GLB has morph targets: one labelled slider per target,
 // a fitted/neutral switch, a few preset expressions and a "play" that eases through them.
 //
-// Target names are ARKit blendshape names (glTF extras.targetNames). Presets list every spelling in
-// use (ARKit's mouthSmileLeft, ICT-FaceKit's mouthSmile_L) and set only the targets the model has.
+// Target names are ARKit blendshape names (glTF extras.targetNames), as face3d's GLB writes them; presets
+// set only the targets the model has.
 
 const PRESETS = {
-  Smile: { mouthSmileLeft: 0.9, mouthSmileRight: 0.9, mouthSmile_L: 0.9, mouthSmile_R: 0.9, cheekSquintLeft: 0.3, cheekSquintRight: 0.3, cheekSquint_L: 0.3, cheekSquint_R: 0.3 },
+  Smile: { mouthSmileLeft: 0.9, mouthSmileRight: 0.9, cheekSquintLeft: 0.3, cheekSquintRight: 0.3 },
   "Jaw open": { jawOpen: 0.8 },
-  "Brows up": { browInnerUp: 0.9, browInnerUp_L: 0.9, browInnerUp_R: 0.9, browOuterUpLeft: 0.9, browOuterUpRight: 0.9, browOuterUp_L: 0.9, browOuterUp_R: 0.9 },
-  Blink: { eyeBlinkLeft: 1, eyeBlinkRight: 1, eyeBlink_L: 1, eyeBlink_R: 1 },
-  Surprise: { jawOpen: 0.5, browInnerUp: 0.8, browInnerUp_L: 0.8, browInnerUp_R: 0.8, browOuterUpLeft: 0.8, browOuterUpRight: 0.8, browOuterUp_L: 0.8, browOuterUp_R: 0.8, eyeWideLeft: 0.7, eyeWideRight: 0.7, eyeWide_L: 0.7, eyeWide_R: 0.7 },
+  "Brows up": { browInnerUp: 0.9, browOuterUpLeft: 0.9, browOuterUpRight: 0.9 },
+  Blink: { eyeBlinkLeft: 1, eyeBlinkRight: 1 },
+  Surprise: { jawOpen: 0.5, browInnerUp: 0.8, browOuterUpLeft: 0.8, browOuterUpRight: 0.8, eyeWideLeft: 0.7, eyeWideRight: 0.7 },
 };
 const STEP_MS = 700; // one transition of "play"
 

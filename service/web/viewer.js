@@ -1,5 +1,6 @@
 // The orbit viewer: one three.js scene that shows a result's GLB, drag to turn, wheel/pinch to zoom,
-// arrow keys and +/- when focused, a reset, a wireframe switch and the GLB's morph targets by name.
+// arrow keys and +/- when focused, a reset, a wireframe switch, the GLB's morph targets by name and the
+// head's rotation (live mode, live.js).
 //
 // It renders on demand (after a change), not in a loop, so an idle page costs no CPU or battery.
 // Axes are the GLB's: +Y up, +Z out of the face, metres (README, "Units and axes").
@@ -138,6 +139,15 @@ export class Viewer {
       }
     }
     return { names: [...names], fitted };
+  }
+
+  /** Turn the model about its centre by the quaternion [x, y, z, w] (null: back to rest); ``draw``: render now. */
+  setRotation(quaternion, draw = true) {
+    if (!this.model || !this.home) return;
+    const turn = quaternion ? new THREE.Quaternion(...quaternion) : new THREE.Quaternion();
+    this.model.quaternion.copy(turn);
+    this.model.position.copy(this.home.target).sub(this.home.target.clone().applyQuaternion(turn));
+    if (draw) this.render();
   }
 
   /** Set morph weights by name ({name: weight}) on every mesh that has them, then draw. */

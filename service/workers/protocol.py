@@ -27,10 +27,11 @@ from face3d.models.reconstruction import Reconstruction
 from face3d.service.config import Settings
 from face3d.service.errors import Problem
 
-ArtifactKind = Literal["glb", "obj", "zip"]
+ArtifactKind = Literal["glb", "obj", "usdz", "zip"]
 
 ARTIFACT_FORMATS: dict[str, frozenset[str]] = {
     "glb": frozenset({"glb"}),
+    "usdz": frozenset({"usdz"}),
     "obj": frozenset({"obj"}),  # OBJ + MTL + texture, streamed as one zip (an OBJ alone is unusable)
 }
 """``?format=`` -> the outputs the worker must build for that one streamed artifact. ``zip`` is not

@@ -43,7 +43,8 @@ class FacemeshBackend(FrontEndBackend[TextureBaker]):
         fit = fit_pose(landmarks, self._template)
         return Fitted(landmarks, fit.to_model(landmarks[:, :MESH_VERTICES]), fit)
 
-    def _bake(self, found: Located, fitted: Fitted, uv_size: int) -> tuple[Tensor, Tensor]:
+    def _bake(self, found: Located, fitted: Fitted, uv_size: int, lighting: str) -> tuple[Tensor, Tensor]:
+        """The photo as it is (``lighting`` is not estimated for facemesh's mask)."""
         mesh = fitted.landmarks[:, :MESH_VERTICES]  # the mesh in the photo: the landmarks themselves
 
         def bake(baker: TextureBaker, faces: Faces) -> tuple[Tensor, Tensor]:

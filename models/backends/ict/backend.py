@@ -6,7 +6,8 @@ Data path of one call (B images, F faces), on the backend's device:
        code and compile units; with 478-point nets also the 52 ARKit blendshape scores)
     -> IctFitter: pose + identity (100) + expression (53), started from the blendshapes
     -> dense head (24,591 vertices) in model space and posed into the photo
-    -> HeadBaker: depth-tested photo samples, mirror and push-pull fill on the head's atlas
+    -> HeadBaker: visibility-weighted photo samples with the photo's SH light divided out (lighting.py),
+       mirror and push-pull fill on the head's atlas
 
 The result mesh is the whole kept head (face, head and neck, mouth and eye sockets, gums, tongue,
 teeth, eyeballs) in the project's model space (cm, right-handed, +Y up, +Z out of the face; ICT's own
@@ -102,15 +103,22 @@ class IctBackend(FrontEndBackend[HeadBaker]):
         }
         return Fitted(landmarks, vertices, fit.pose, own)
 
-    def _bake(self, found: Located, fitted: Fitted, uv_size: int) -> tuple[Tensor, Tensor]:
+    def _bake(self, found: Located, fitted: Fitted, uv_size: int, lighting: str) -> tuple[Tensor, Tensor]:
         posed, landmarks = fitted.pose.to_image(fitted.vertices), fitted.landmarks  # the head in the photo
+        light = torch.zeros((len(posed), 3, 9), device=posed.device)  # each face's SH lighting
 
         def bake(baker: HeadBaker, faces: Faces) -> tuple[Tensor, Tensor]:
-            return baker.bake(
-                found.batch, found.sizes, found.face_image[faces], posed[faces], landmarks[faces]
+            textures, coverage, light[faces] = baker.bake(
+                found.batch, found.sizes, found.face_image[faces], posed[faces], landmarks[faces], lighting
             )
+            return textures, coverage
 
-        return self.bake_by_size(landmarks, uv_size, bake)
+        baked = self.bake_by_size(landmarks, uv_size, bake)
+        fitted.own["lighting"] = light  # copied to the host with the rest (``_face_model``)
+        fitted.own["lighting_removed"] = torch.full(
+            (len(posed),), float(lighting == "remove"), device=posed.device
+        )
+        return baked
 
     def _new_baker(self, uv_size: int, sample_size: int) -> HeadBaker:
         return HeadBaker(self.topology_, self.fill, self.depth, uv_size, sample_size, self.device)
@@ -123,6 +131,8 @@ class IctBackend(FrontEndBackend[HeadBaker]):
             base_vertices=host["base"][k],
             landmarks_68=host["lm68"][k],
             fit_residual_px=float(host["residual"][k]),
+            lighting=host["lighting"][k],
+            lighting_removed=bool(host["lighting_removed"][k]),
         )
 
     def describe(self) -> dict[str, Any]:

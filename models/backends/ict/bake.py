@@ -8,23 +8,39 @@ the atlas has no background for bilinear or mip filtering to bleed in.
 Per call, for F faces with their fitted vertices projected into the photo:
 
 1. Weight of each vertex as a photo sample (models/geometry/zbuffer.py gives visibility): visible x a ramp on
-   how squarely it faces the camera (grazing surfaces smear a few pixels over many texels) x a soft
-   ellipse around the landmarks (outside it the photo shows hair, shirt or background as often as
-   head), then eroded over the mesh a few rings so that photo, mirror and fill blend over a band.
-2. Fill colour of each vertex (fill.py here): a 3D push-pull of the well-seen vertices' colours.
-3. Per texel, barycentric blends of those per-vertex values (one ``embedding_bag`` over a nine-column
-   table) give its photo position, its weight, its mirror point's position and weight, and its fill
-   colour; the photo is sampled at both points (one ``grid_sample``) and the texel is
-       w · photo + (1 - w) · (w_m · mirrored photo + (1 - w_m) · fill).
-   Weights vary smoothly from vertex to vertex, so no texel switches source with a hard edge. The
-   fill carries a fixed, seeded grain of ±1.5 levels, so a smooth fill does not quantise into flat
-   uint8 bands (and reads as skin rather than plastic).
+   how squarely it faces the camera (normal · view: none below 0.3, where a few pixels smear over
+   many texels) x a soft ellipse around the landmarks (outside it the photo shows hair, shirt or
+   background as often as head) x ramps on its distance from occlusion boundaries (vertex rings
+   from hidden skin) and from the visible head's outline in the photo (cells of a coarse grid), so
+   that photo, mirror and fill blend over a band and never meet at an edge.
+2. The photo's lighting (lighting.py): second-order SH fitted to the skin's colours and the head's
+   normals; with ``lighting="remove"`` every photo sample is divided by it (a per-vertex gain),
+   what it leaves of a left/right difference is evened out at a scale of centimetres (``balance``),
+   and deep shadow (little light, or far darker than the mirror point) gives way to the mirror.
+3. Occluders (``occluders``): skin much darker than its mirror point once the light is divided out
+   (one side's hair or hand, a cast shadow), or much brighter than the skin light and its mirror
+   point (a highlight), is not taken from the photo (with "keep" too: such a shadow is no skin).
+4. Fill colour of each vertex (fill.py here): a 3D push-pull of the well-seen vertices' (de-lit)
+   colours; the eyeballs take an iris and pupil (the visible eye's iris colour) where the photo
+   shows neither eye; teeth take only bright samples (a dark one is the mouth's shadow).
+5. Per texel, barycentric blends of per-vertex values (one ``embedding_bag`` over a table of
+   fourteen columns) give its photo position, its mirror point's position and the terms of the
+   blend; the photo is sampled at both points (one ``grid_sample``) and the texel is
+       w · g·photo + (1 - w) · (w_m · (g_m·mirrored + fill - fill_m) + (1 - w_m) · fill)
+   (w, g: the photo weight and gain; _m: the mirror point's), expanded per vertex into a base
+   colour and three factors, which interpolate smoothly as their parts do.
+   The mirrored sample brings its detail (high band) but the low band of this side (two-band
+   blending: ``fill - fill_m`` swaps the mirror point's smooth colour for this point's), so a
+   mirrored half continues the visible half's tone with no seam line. Weights vary smoothly from
+   vertex to vertex, so no texel switches source with a hard edge. The fill carries a fixed, seeded
+   grain of ±1.5 levels, so a smooth fill does not quantise into flat uint8 bands.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -33,23 +49,55 @@ from scipy.ndimage import distance_transform_edt
 from torch import Tensor
 
 from face3d.models.backends.ict.fill import PushPullFill
+from face3d.models.backends.ict.lighting import GAMMA, delight_gain, fit_lighting, relative_light, sh_basis
 from face3d.models.backends.ict.regions import openings
 from face3d.models.backends.ict.topology import HeadTopology
 from face3d.models.geometry.uv_raster import rasterize_atlas
 from face3d.models.geometry.zbuffer import DepthTest
 
-FACING_RAMP = (0.2, 0.55)  # cosine to the camera: no weight below, full weight above
+FACING_RAMP = (0.3, 0.55)  # normal · view: no weight below (grazing), full weight above
+HAIR_FACING_RAMP = (0.2, 0.55)  # the same outside the face's core: hair seen at a slant is still hair
 TRUST_ELLIPSE = (1.3, 1.7)  # radius, 1 = the landmarks' own ellipse: full trust within, none beyond
 TRUST_LIFT = 0.15  # the trusted ellipse's centre sits this share of its half-height above theirs
+CORE_ELLIPSE = (1.1, 1.35)  # radius as TRUST_ELLIPSE: the face's core (skin) within, temples and scalp beyond
+BROW_RAMP = (0.72, 0.88)  # height (chin 0, landmark 10 1; brows ~0.86): occluder and balance rules end
+HAIR_HEIGHT = (0.4, 0.6)  # height from which, outside the core, the outline runs through hair
 CHIN_RAMP = (0.0, 0.12)  # below the chin (in face heights, forehead to chin): full trust, none
-ERODE_RINGS = 3
+SILHOUETTE_GRID, SILHOUETTE_CELLS = 48, 4  # the outline's ramp: cells of a grid over the visible head
+BOUNDARY_RINGS = 4  # the photo's weight ramps up over this many vertex rings from where it stops
+OCCLUDER = (0.5, 1.0)  # log(de-lit mirror point / de-lit vertex): an occluder from, fully from
+HIGHLIGHT = (0.7, 1.2)  # log(colour / skin model), with the mirror point darker: a highlight from, fully
+OCCLUDER_MAX = 0.9  # an occluder's photo sample keeps at least 1 - this of its weight
 SKIN_PARTS = ("face", "head_neck")  # depth-tested; the inner parts are seen through the openings
 GRAIN = 1.5  # amplitude (0..255 levels) of the fixed fine grain added to filled texels
+IRIS = ((0.72, 0.9), (0.93, 0.97))  # cosine from the eye's axis: iris edge ramp, pupil edge ramp
+IRIS_PRIOR = (92.0, 64.0, 48.0)  # an iris colour when the photo shows neither eye
+TEETH_LUMA = (70.0, 120.0)  # sRGB luma of a teeth sample: no photo weight below, full above
+LIGHTING_MODES = ("remove", "keep")
+SHIFT_RINGS = 6  # how far (vertex rings) from photo-backed skin a mirrored texel takes this side's tone
+BALANCE_RINGS = 8  # the scale (vertex rings) at which left and right brightness are compared
+BALANCE_RANGE = (0.4, 2.5)  # the most a left/right brightness ratio is evened out (each side: its root)
+DARKER_RAMP = (2.0, 3.5)  # smooth brightness of the mirror point / this point: photo weight fades
+SHADOW_RAMP = (0.2, 0.45)  # with "remove": estimated light / its mean on the skin, no photo weight below
 
 
 def _smoothstep(x: Tensor, lo: float, hi: float) -> Tensor:
     t = ((x - lo) / (hi - lo)).clamp(0, 1)
     return t * t * (3 - 2 * t)
+
+
+@dataclass
+class VertexSources:
+    """Per vertex of F faces, what the texels blend (bake step 1-4), and the photo windows."""
+
+    weight: Tensor  # (F, V) photo weight
+    facing: Tensor  # (F, V) normal · view
+    gain: Tensor  # (F, V, 3) sRGB gain of photo samples (1 with lighting="keep")
+    filled: Tensor  # (F, V, 3) fill colour
+    at: Tensor  # (F, V, 2) grid coordinates of the vertex in its window
+    window: Tensor  # (F, 3, h, w) photo windows
+    lighting: Tensor  # (F, 3, 9) SH coefficients (lighting.py)
+    occluded: Tensor  # (F, V) 0..1 how much of a vertex's photo sample was judged an occluder
 
 
 class HeadBaker:
@@ -82,8 +130,8 @@ class HeadBaker:
         face_tile = topology.triangle_material[tri] == topology.material_names.index("M_Face")
         share = np.bincount(vid[face_tile].ravel(), bary.reshape(-1, 3)[flat][face_tile].ravel(), vertices)
         self._tile_share = put((share / max(int(face_tile.sum()), 1)).astype(np.float32))
-        # Erosion reads each vertex's neighbours as one bag (CSR: neighbours sorted by vertex, each
-        # weighted 1 / degree), so a ring is one ``embedding_bag`` instead of index_select + index_add_.
+        # Ring operations read each vertex's neighbours as one bag (CSR: neighbours sorted by vertex,
+        # each weighted 1 / degree), so a ring is one ``embedding_bag`` instead of index_select + index_add_.
         edges = np.unique(np.sort(topology.triangles[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1), axis=0)
         both = np.concatenate([edges, edges[:, ::-1]])
         both = both[np.lexsort((both[:, 0], both[:, 1]))]  # by destination vertex
@@ -93,14 +141,66 @@ class HeadBaker:
         self._ring_weights = put((1 / degree[both[:, 1]]).astype(np.float32))
         parts = [topology.part_names[p] for p in topology.vertex_part]
         self._skin = put(np.array([p in SKIN_PARTS for p in parts]))
+        self._face_part = put(np.array([p == "face" for p in parts]))
+        self._fit_ids = put(np.flatnonzero([p == "face" for p in parts])[::3])
         self._eye_part = put(np.array([p.startswith("eye") for p in parts]))
+        self._teeth = put(np.array([p == "teeth" for p in parts]))
+        self._iris, self._pupil = (put(a) for a in _iris_maps(topology, parts))
         grain = np.random.default_rng(0).standard_normal(len(flat)).astype(np.float32)
         self._grain = put(grain * GRAIN)
 
-    def vertex_weights(self, verts: Tensor, sizes: Tensor, landmarks: Tensor) -> Tensor:
-        """(F, V) 0..1: how much each vertex's photo sample is trusted (step 1 of the module doc)."""
+    def _spread(self, rows: Tensor) -> Tensor:
+        """(V, F) -> each vertex's neighbours' mean."""
+        return F.embedding_bag(
+            self._ring, rows, self._ring_offsets, mode="sum", per_sample_weights=self._ring_weights
+        )  # no neighbour: an empty bag, 0
+
+    def boundary_ramp(self, unseen: Tensor) -> Tensor:
+        """(F, V) 0..1: rises over BOUNDARY_RINGS vertex rings away from the ``unseen`` (F, V) vertices."""
+        reached = unseen.T.to(torch.float32).contiguous()
+        rings = torch.zeros_like(reached)
+        for _ in range(BOUNDARY_RINGS):  # a ring further: a neighbour reached (the sum kernel is fast)
+            reached = torch.maximum(reached, (self._spread(reached) > 0).to(reached))
+            rings += 1 - reached
+        return _smoothstep(rings.T + 1, 0.0, BOUNDARY_RINGS + 1.0) * (1 - unseen.to(rings))
+
+    def silhouette_ramp(self, verts: Tensor, visible: Tensor) -> Tensor:
+        """(F, V) 0..1: rises over SILHOUETTE_CELLS cells of a SILHOUETTE_GRID² grid over the head's
+        visible extent, inwards from the visible head's outline in the photo (where a fit that is a
+        few pixels wide samples background)."""
+        faces, grid = len(verts), SILHOUETTE_GRID
+        shown = visible  # every part: the eyes and the open mouth are inside the outline
+        xy = verts[..., :2]
+        big = torch.finfo(xy.dtype).max
+        lo = torch.where(shown[..., None], xy, big).amin(dim=1)
+        hi = torch.where(shown[..., None], xy, -big).amax(dim=1)
+        cell = ((hi - lo).amax(dim=1).clamp_min(1e-3) / (grid - 1))[:, None, None]
+        ij = ((xy - lo[:, None]) / cell).round().long().clamp(0, grid - 1)
+        index = ij[..., 1] * grid + ij[..., 0]
+        mask = verts.new_zeros((faces, grid * grid))
+        mask.scatter_reduce_(1, index, shown.to(mask), "amax")
+        mask = mask.view(faces, 1, grid, grid)
+        mask = -F.max_pool2d(-F.max_pool2d(mask, 5, 1, 2), 5, 1, 2)  # closed: no holes between vertices
+        depth = torch.zeros_like(mask)
+        for _ in range(SILHOUETTE_CELLS):  # cells to the outline: the number of erosions that keep it
+            mask = -F.max_pool2d(F.pad(-mask, (1, 1, 1, 1), value=0.0), 3, 1, 0)
+            depth += mask
+        inside = depth.view(faces, -1).gather(1, index)
+        return _smoothstep(inside, 0.0, float(SILHOUETTE_CELLS))
+
+    def vertex_weights(
+        self,
+        verts: Tensor,
+        sizes: Tensor,
+        landmarks: Tensor,
+        seen_facing: tuple[Tensor, Tensor] | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(F, V) 0..1 trust of each vertex's photo sample before the boundary ramps (step 1 of the
+        module doc), (F, V) bool: the skin the depth test hides (where occlusion boundaries run),
+        (F, V) 0..1: the face's core (1 within the landmarks' ellipse, 0 on the temples and scalp),
+        and (F, V) the height of each vertex along the face (0 at the chin, 1 at landmark 10)."""
         width, height = sizes[:, 0].to(verts), sizes[:, 1].to(verts)
-        visible, facing = self.depth(verts, width, height)
+        visible, facing = seen_facing if seen_facing is not None else self.depth(verts, width, height)
         in_eye, in_mouth = openings(verts, landmarks)
         opening = torch.where(self._eye_part, in_eye, in_mouth)
         x, y = verts[..., 0], verts[..., 1]
@@ -117,60 +217,174 @@ class HeadBaker:
         m2 = (dx * dx * syy - 2 * dx * dy * sxy + dy * dy * sxx) / (sxx * syy - sxy * sxy).clamp_min(1e-6)
         radius = m2.clamp_min(0).sqrt() / 2  # 1 on the rim of a uniformly filled ellipse
         trust = 1 - _smoothstep(radius, *TRUST_ELLIPSE)
+        core = 1 - _smoothstep(radius, *CORE_ELLIPSE)
         # Below the chin a photo shows collars and shadows more often than neck: the fill takes over.
         top, chin = landmarks[:, 10, :2].to(verts), landmarks[:, 152, :2].to(verts)
         axis = chin - top
         length = axis.norm(dim=-1, keepdim=True).clamp_min(1e-6)
         below = ((verts[..., :2] - chin[:, None]) * (axis / length)[:, None]).sum(-1) / length
         trust = trust * (1 - _smoothstep(below, *CHIN_RAMP))
-        weight = seen.to(verts) * _smoothstep(facing, *FACING_RAMP) * trust
-        rows = weight.T.contiguous()  # (V, F): one bag of neighbours per vertex
-        for _ in range(ERODE_RINGS):  # each ring: no more than the mean of the neighbours
-            mean = F.embedding_bag(
-                self._ring, rows, self._ring_offsets, mode="sum", per_sample_weights=self._ring_weights
-            )  # no neighbour: an empty bag, 0
-            rows = torch.minimum(rows, mean)
-        return rows.T
+        unseen = ~(visible | ~self._skin)  # hidden skin: the facing ramp and the openings are smooth already
+        facing_ramp = torch.lerp(
+            _smoothstep(facing, *HAIR_FACING_RAMP), _smoothstep(facing, *FACING_RAMP), core
+        )
+        return seen.to(verts) * facing_ramp * trust, unseen, core, -below
 
-    def bake(
-        self, images: Tensor, sizes: Tensor, face_image: Tensor, verts: Tensor, landmarks: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        """Textures (F, S, S, 3) uint8 (row 0 = top = v 1) and coverage (F,): the share of the face
-        tile's texels the photo shows directly (their photo weight, averaged).
-
-        images (B, 3, H, W) uint8 padded batch; sizes (B, 2) w, h; face_image (F,); verts (F, V, 3)
-        image space (px, z smaller = closer); landmarks (F, N, 3) image space (the trusted region).
-        """
-        faces, texels = len(verts), len(self._vid)
+    def vertex_sources(
+        self, images: Tensor, sizes: Tensor, face_image: Tensor, verts: Tensor, landmarks: Tensor,
+        lighting: str = "remove",
+    ) -> VertexSources:  # fmt: skip
+        """Steps 1-4 of the module doc for F faces (``bake``'s arguments)."""
+        if lighting not in LIGHTING_MODES:
+            raise ValueError(f"lighting must be one of {LIGHTING_MODES}, got {lighting!r}")
         verts = verts.float()
-        weight = self.vertex_weights(verts, sizes[face_image], landmarks)
-        window, to_grid = photo_windows(images, sizes, face_image, verts, weight)
+        face_sizes = sizes[face_image]
+        visible, facing, normals = self.depth.see(
+            verts, face_sizes[:, 0].to(verts), face_sizes[:, 1].to(verts)
+        )
+        trust, unseen, core, height = self.vertex_weights(verts, face_sizes, landmarks, (visible, facing))
+        below_brows = core * (1 - _smoothstep(height, *BROW_RAMP))
+        window, to_grid = photo_windows(images, sizes, face_image, verts, trust)
         at = to_grid(verts[:, None, :, :2])[:, 0]  # (F, V, 2) grid coordinates (affine: blend after)
         colours = F.grid_sample(window, at[:, None], align_corners=False, padding_mode="border")
-        filled = self.fill(colours[:, :, 0].transpose(1, 2), weight)  # (F, V, 3)
-        own = torch.cat([at, weight[..., None]], dim=-1)  # (F, V, 3)
-        mirror = own.index_select(1, self._mirror)  # each vertex's mirror point, as the vertex's own
-        table = torch.cat([own[..., :2], mirror[..., :2], own[..., 2:], mirror[..., 2:], filled], dim=-1)
-        # One bag per texel for all nine values (photo point, mirror point, both weights, fill): the
-        # cost is the lookups, not the columns.
+        colours = colours[:, :, 0].transpose(1, 2)  # (F, V, 3)
+        camera = normals * normals.new_tensor([1.0, -1.0, -1.0])  # x right, y up, z towards the camera
+        # Beside and above the face's core, from the ears up, the outline runs through hair, which is
+        # what the photo shows there (hair stands out beyond the fitted skull): no silhouette ramp.
+        hair = (1 - core) * _smoothstep(height, *HAIR_HEIGHT)
+        outline = 1 - (1 - hair) * (1 - self.silhouette_ramp(verts, visible))
+        skin_ramp = self.boundary_ramp(unseen) * outline
+        skin = trust * self._face_part * skin_ramp
+        ids = self._fit_ids  # a third of the face's vertices: plenty for nine coefficients a channel
+        coefficients, mean = fit_lighting(colours[:, ids], camera[:, ids], skin[:, ids])
+        occluded = self.occluders(colours, camera, coefficients, skin) * below_brows
+        weight = skin_ramp * trust * (1 - occluded)
+        if lighting == "keep":
+            gain = torch.ones_like(colours)
+        else:  # deep shadow holds noise and clipped blacks, not skin: the mirror or fill takes over
+            light = relative_light(coefficients, mean, camera)
+            gain = delight_gain(light)
+            weight = weight * _smoothstep(light.mean(dim=-1), *SHADOW_RAMP)
+            balance, balanced = self.balance(colours * gain, weight)
+            # Hair and forehead differ from side to side by hair style (a side parting, a fringe), not
+            # by light: the balance evens out the face below the brows.
+            weight = torch.lerp(weight, balanced, below_brows)
+            gain = gain * balance.pow(below_brows[..., None])
+        # Teeth are bright: a dark sample on them is the mouth's shadow or a gap, and the fill (the
+        # teeth the photo shows bright, else a clean prior) takes it.
+        luma = (colours * gain) @ colours.new_tensor((0.2126, 0.7152, 0.0722))
+        weight = weight * torch.where(self._teeth, _smoothstep(luma, *TEETH_LUMA), 1.0)
+        # Squared in the face's core: a voxel of many faint samples (shadow, occluder edges) must not
+        # outvote the pull. Not on temples and scalp, where the faint samples are the hair (seen at a
+        # slant) that the fill carries over the head; squared, the face's skin outvotes it (bald).
+        filled = self.fill(colours * gain, weight * torch.lerp(torch.ones_like(weight), weight, core))
+        filled = self.eyes(filled, colours * gain, weight)
+        return VertexSources(weight, facing, gain, filled, at, window, coefficients, occluded)
+
+    def balance(self, colours: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
+        """What the SH light leaves of a left/right difference (a shadow's hard edge, light from close
+        by): (F, V, 1) gains and the (F, V) weights with deep shadows given to the mirror point.
+
+        Where the photo shows both a point and its mirror point, their smooth brightness (a weighted
+        mean over BALANCE_RINGS rings) should match, as the skin's colour is near symmetric at that
+        scale: each side moves halfway to the other (within BALANCE_RANGE); a side darker than its
+        mirror by more than DARKER_RAMP is shadow or an occluder, and its photo weight fades."""
+        faces = len(colours)
+        luma = colours @ colours.new_tensor((0.2126, 0.7152, 0.0722))
+        rows = torch.cat([luma * weight, weight], dim=0).T.contiguous()  # (V, 2F)
+        for _ in range(BALANCE_RINGS):
+            rows = self._spread(rows)
+        smooth = (rows[:, :faces] / rows[:, faces:].clamp_min(1e-3)).T
+        seen = rows[:, faces:].T
+        ratio = (smooth.index_select(1, self._mirror) + 1) / (smooth + 1)  # > 1: this side is darker
+        mirror_seen = _smoothstep(seen.index_select(1, self._mirror), 0.05, 0.3)
+        share = torch.minimum(_smoothstep(seen, 0.05, 0.3), mirror_seen)
+        gain = ratio.clamp(*BALANCE_RANGE).pow(share / 2)[..., None]
+        return gain, weight * (1 - _smoothstep(ratio, *DARKER_RAMP) * mirror_seen)
+
+    def occluders(self, colours: Tensor, normals: Tensor, coefficients: Tensor, skin: Tensor) -> Tensor:
+        """(F, V) 0..1: skin vertices that the photo shows much darker than their mirror point once the
+        fitted light is divided out (one side's hair, a hand, a cast or deep shadow), or much brighter
+        than the skin model and their mirror point (a highlight). Brows, lips and stubble are on both
+        sides and stay; the comparison is of 2-ring means, as an occluder covers an area."""
+        predicted = (sh_basis(normals) @ coefficients.transpose(1, 2)).clamp_min(0)  # (F, V, 3) linear
+        linear = (colours / 255).clamp_min(0) ** GAMMA
+        luma = linear.new_tensor((0.2126, 0.7152, 0.0722))
+        error = ((linear @ luma + 0.01) / (predicted @ luma + 0.01)).log()  # > 0: brighter than the model
+        rows = error.T.contiguous()
+        for _ in range(2):
+            rows = self._spread(rows)
+        error = rows.T
+        known = skin.index_select(1, self._mirror) > 0.3
+        darker = torch.where(known, error.index_select(1, self._mirror) - error, torch.zeros_like(error))
+        occluded = torch.maximum(
+            _smoothstep(darker, *OCCLUDER), _smoothstep(error, *HIGHLIGHT) * (darker < 0)
+        )
+        return (occluded * self._skin).clamp(max=OCCLUDER_MAX)
+
+    def eyes(self, filled: Tensor, colours: Tensor, weight: Tensor) -> Tensor:
+        """The eyeballs' fill: an iris of the colour the photo shows (both eyes pooled; a brown prior
+        when neither shows), a dark pupil, and the fill's own sclera around them."""
+        iris_w = weight * self._iris
+        total = iris_w.sum(dim=1, keepdim=True)
+        seen = (colours * iris_w[..., None]).sum(dim=1) / total.clamp_min(1e-6)
+        prior = colours.new_tensor(IRIS_PRIOR).expand_as(seen)
+        colour = torch.where(total > 2.0, seen, prior)  # (F, 3)
+        iris = colour[:, None] * (1 - 0.8 * self._pupil[None, :, None])
+        return filled.lerp(iris, self._iris[None, :, None].expand_as(filled))
+
+    def bake(
+        self, images: Tensor, sizes: Tensor, face_image: Tensor, verts: Tensor, landmarks: Tensor,
+        lighting: str = "remove",
+    ) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+        """Textures (F, S, S, 3) uint8 (row 0 = top = v 1), coverage (F,): the share of the face
+        tile's texels the photo shows directly (their photo weight, averaged), and the photo's SH
+        lighting (F, 3, 9) (lighting.py here).
+
+        images (B, 3, H, W) uint8 padded batch; sizes (B, 2) w, h; face_image (F,); verts (F, V, 3)
+        image space (px, z smaller = closer); landmarks (F, N, 3) image space (the trusted region);
+        ``lighting`` "remove" divides the photo's lighting out, "keep" bakes it as the photo shows it.
+        """
+        faces, texels = len(verts), len(self._vid)
+        src = self.vertex_sources(images, sizes, face_image, verts, landmarks, lighting)
+        weight, filled, gain = src.weight, src.filled, src.gain
+        w_mirror = weight.index_select(1, self._mirror)[..., None]  # each vertex's mirror point's
+        rest = 1 - weight[..., None]
+        # This side's low band minus the mirror's, where this side's fill rests on photo nearby (else
+        # the fill is a guess from elsewhere, and the mirror's own low band is the better one).
+        near = weight.T.contiguous()
+        for _ in range(SHIFT_RINGS):
+            near = torch.maximum(near, self._spread(near))
+        shift = (filled - filled.index_select(1, self._mirror)) * _smoothstep(near.T, 0.05, 0.3)[..., None]
+        # colour = w·g·photo + (1 - w)·(w_m·(g_m·mirrored + shift) + (1 - w_m)·(fill + grain))
+        #        = base + grain_share·grain + mirror_gain·mirrored + own_gain·photo, per vertex:
+        base = rest * (filled + w_mirror * (shift - filled))
+        grain_share = rest * (1 - w_mirror)
+        mirror_gain = rest * w_mirror * gain.index_select(1, self._mirror)
+        own_gain = weight[..., None] * gain
+        at = torch.cat([src.at, src.at.index_select(1, self._mirror)], dim=-1)  # photo and mirror point
+        table = torch.cat([at, base, grain_share, mirror_gain, own_gain], dim=-1)  # (F, V, 14)
+        columns = table.shape[-1]
+        # One bag per texel for all values (both points, then the blend's terms, which interpolate
+        # as the weights, gains and fill they are products of do, smoothly): the cost is the lookups.
         texel = F.embedding_bag(
-            self._vid, table.transpose(0, 1).reshape(-1, faces * 9), per_sample_weights=self._bary, mode="sum"
-        ).view(texels, faces, 9)
+            self._vid, table.transpose(0, 1).reshape(-1, faces * columns), per_sample_weights=self._bary,
+            mode="sum",
+        ).view(texels, faces, columns)  # fmt: skip
         # Both points in one grid_sample, as rows 0 (photo) and 1 (mirror) of an (F, 2, N) grid: the
         # CPU kernel vectorises along the last axis, so the texels must run along it.
         grid = texel[..., :4].reshape(texels, faces, 2, 2).permute(1, 2, 0, 3).contiguous()
-        sampled = F.grid_sample(window, grid, align_corners=False, padding_mode="border")  # (F, 3, 2, N)
-        w_own, w_mirror = (texel[..., k].T.contiguous()[:, None] for k in (4, 5))  # (F, 1, N)
-        # w·photo + (1 - w)·(w_m·mirrored + (1 - w_m)·fill), the fill with its fixed grain; channels
-        # first, so every operand runs contiguously along the texels.
-        colour = torch.empty((faces, 3, texels), device=texel.device)
-        torch.add(texel[..., 6:].permute(1, 2, 0), self._grain, out=colour)
-        colour = colour.lerp_(sampled[:, :, 1], w_mirror).lerp_(sampled[:, :, 0], w_own)
+        sampled = F.grid_sample(src.window, grid, align_corners=False, padding_mode="border")  # (F, 3, 2, N)
+        # The blend runs texel-major, as the texels are packed below: the samples' six values per texel
+        # are transposed once, the table's ten terms are read in place.
+        samples = sampled.permute(3, 0, 2, 1).contiguous()  # (N, F, 2, 3)
+        colour = torch.addcmul(texel[..., 4:7], texel[..., 7:8], self._grain[:, None, None])  # (N, F, 3)
+        colour.addcmul_(texel[..., 8:11], samples[:, :, 1]).addcmul_(texel[..., 11:14], samples[:, :, 0])
         coverage = weight @ self._tile_share
         # Texels -> the S x S image (each atlas texel copies its nearest head texel): RGB packed into
         # one int32 per texel, so the gather moves whole texels instead of single bytes.
         rgba = torch.empty((faces, texels, 4), dtype=torch.uint8, device=colour.device)
-        rgba[..., :3] = colour.clamp_(0, 255).add_(0.5).transpose(1, 2)
+        rgba[..., :3] = colour.clamp_(0, 255).add_(0.5).transpose(0, 1)
         packed = rgba.view(torch.int32)[..., 0].index_select(1, self._source)  # (F, S²)
         size = self.sample_size
         atlas = packed.view(torch.uint8).view(faces, size, size, 4)[..., :3].permute(0, 3, 1, 2)
@@ -183,7 +397,29 @@ class HeadBaker:
             )
         elif size != self.uv_size:
             atlas = F.interpolate(atlas.float(), size=out, mode="bilinear").add_(0.5).to(torch.uint8)
-        return atlas.permute(0, 2, 3, 1), coverage
+        return atlas.permute(0, 2, 3, 1), coverage, src.lighting
+
+
+def _iris_maps(topology: HeadTopology, parts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(V,) float32 iris and pupil shares of the eyeball vertices (0 elsewhere), from each vertex's
+    direction off its eyeball's forward axis (+z) on the neutral head's eyeballs."""
+    from face3d.models.backends.ict.model import load_ict_model
+
+    neutral = load_ict_model().neutral
+    iris, pupil = np.zeros(len(parts), np.float32), np.zeros(len(parts), np.float32)
+    for name in ("eyeball_left", "eyeball_right"):
+        ids = np.array([k for k, p in enumerate(parts) if p == name])
+        if not len(ids):
+            continue
+        points = neutral[ids]
+        centre = (points.min(axis=0) + points.max(axis=0)) / 2
+        centre[2] = points[:, 2].min() + (points[:, 0].max() - points[:, 0].min()) / 2  # a sphere's centre
+        direction = points - centre
+        cosine = direction[:, 2] / np.maximum(np.linalg.norm(direction, axis=1), 1e-6)
+        for out, (lo, hi) in zip((iris, pupil), IRIS, strict=True):
+            t = np.clip((cosine - lo) / (hi - lo), 0, 1)
+            out[ids] = t * t * (3 - 2 * t)
+    return iris, pupil
 
 
 def photo_windows(

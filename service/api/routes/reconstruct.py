@@ -11,34 +11,44 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BeforeValidator
 
 from face3d.models.errors import OptionsError
+from face3d.models.export.document import absent_members
 from face3d.models.pipeline import (
     ALL_FORMATS,
     DEFAULT_FORMATS,
     FORMATS_PATTERN,
+    Lighting,
     ReconstructOptions,
     TextureFormat,
 )
 from face3d.service import metrics
 from face3d.service.api.auth import Principal
 from face3d.service.api.deps import AppSettings, Pool, ReconstructCaller, StrictQuery, TenantQuota, Uploads
-from face3d.service.api.openapi import BINARY, image_body, problems
+from face3d.service.api.openapi import binary, image_body, problems
 from face3d.service.api.quota import Quota, work_units
 from face3d.service.api.schemas import BatchResult, ImageSize, ReconstructResult
-from face3d.service.api.uploads import check_image, content_type, parse_images, receive, refusing_early
+from face3d.service.api.uploads import (
+    check_image,
+    content_type,
+    parse_images,
+    receive,
+    refusing_early,
+)
 from face3d.service.config import Settings
 from face3d.service.errors import Problem
 from face3d.service.storage import new_result_id
-from face3d.service.workers.protocol import ARTIFACT_FORMATS, JobDone
+from face3d.service.workers.artifacts import media_type
+from face3d.service.workers.protocol import ARTIFACT_FORMATS, ArtifactKind, JobDone
 
 log = logging.getLogger("face3d.api")
 
@@ -56,13 +66,13 @@ def _strict_bool(value: Any) -> Any:
 
 # The rules are ReconstructOptions' (models/pipeline.py): the query's pattern and types come from its
 # constants, and the OpenAPI document lists this deployment's uv sizes (service/api/openapi.py).
-UvSize = Annotated[int | None, Query(description="texture edge, a power of two (default: uv_size)")]
+UvSize = Annotated[int | None, Query(description="texture edge in pixels (default: uv_size)")]
 Formats = Annotated[
-    str | None,
+    list[str] | None,
     Query(
-        pattern=FORMATS_PATTERN,
-        description=f"comma list of {','.join(sorted(ALL_FORMATS))} "
-        f"(default: {','.join(sorted(DEFAULT_FORMATS))})",
+        description=f"output files, from {','.join(sorted(ALL_FORMATS))} "
+        f"(default: {','.join(sorted(DEFAULT_FORMATS))}); a comma list (formats=obj,glb) or the "
+        "parameter repeated (formats=obj&formats=glb)",
     ),
 ]
 Texture = Annotated[TextureFormat, Query(description="texture image format")]
@@ -74,13 +84,28 @@ Neutral = Annotated[
     BeforeValidator(_strict_bool),
     Query(description="meshes carry the fitted identity with a neutral expression (morphable backends, ict)"),
 ]
-ArtifactQuery = Annotated[
-    Literal["json", "glb", "obj", "zip"],
+LightingQuery = Annotated[
+    Lighting,
     Query(
-        description="response body: json (the stored result), glb (one file), obj (zip of OBJ + MTL + "
-        "texture), zip (every requested format); artifacts are streamed, not stored"
+        description="remove: an evenly lit texture, the photo's estimated light divided out; keep: the "
+        "photo's light as photographed; result.json carries the estimated SH lighting either way (ict)"
     ),
 ]
+ArtifactQuery = Annotated[
+    ArtifactKind,
+    Query(description="the one file to stream back (nothing is stored): glb, usdz, obj (a zip) or zip"),
+]
+LegacyFormat = Annotated[
+    Literal["json"] | ArtifactKind,
+    Query(include_in_schema=False),  # /v1/reconstruct?format=glb, from before reconstruct_artifact
+]
+
+
+def _formats(values: list[str] | None) -> list[str] | None:
+    """Every value a comma list of known formats (no empty names): ``obj,glb`` or repeated values."""
+    if values is not None and not all(re.fullmatch(FORMATS_PATTERN, value) for value in values):
+        raise Problem("validation", f"formats must be a comma list from {','.join(sorted(ALL_FORMATS))}")
+    return None if values is None else [name for value in values for name in value.split(",")]
 
 
 @dataclass
@@ -92,16 +117,18 @@ class OptionsQuery:
     texture: Texture = "png"
     all_faces: AllFaces = False
     neutral: Neutral = False
+    lighting: LightingQuery = "remove"
 
     def options(self, settings: Settings, formats: Any = None) -> ReconstructOptions:
         """Under the pipeline's rules (``formats`` overrides the query's); violations are 422s."""
         try:
             return ReconstructOptions.parse(
                 uv_size=self.uv_size,
-                formats=self.formats if formats is None else formats,
+                formats=_formats(self.formats) if formats is None else formats,
                 texture_format=self.texture,
                 all_faces=self.all_faces,
                 neutral=self.neutral,
+                lighting=self.lighting,
                 default_uv_size=settings.uv_size,
                 max_uv_size=settings.max_uv_size,
             )
@@ -113,17 +140,22 @@ OptionsParams = Annotated[OptionsQuery, Depends()]
 
 _ERRORS = (400, 401, 403, 408, 413, 415, 422, 429, 503, 504)
 _RESULT_LINKS = {
+    "GetResultDocument": {
+        "operationId": "get_result_document",
+        "parameters": {"result_id": "$response.body#/id"},
+        "description": "this result's result.json",
+    },
     "GetResultFile": {
         "operationId": "get_result_file",
-        "parameters": {"result_id": "$response.body#/id", "name": "result.json"},
+        "parameters": {"result_id": "$response.body#/id", "name": "$response.body#/faces/0/files/0"},
         "description": "a file of this result (names: the keys of `files`)",
     },
     "DeleteResult": {"operationId": "delete_result", "parameters": {"result_id": "$response.body#/id"}},
 }
-_ARTIFACTS = {
-    "model/gltf-binary": {"schema": BINARY},
-    "application/zip": {"schema": BINARY},
-}
+_ARTIFACT = binary(
+    "the artifact's bytes (Content-Disposition names the file)",
+    {media_type(f".{kind}") for kind in get_args(ArtifactKind)} | {media_type(".zip")},
+)
 
 
 @asynccontextmanager
@@ -134,6 +166,13 @@ async def refunded(quota: Quota, caller: Principal, cost: int) -> AsyncIterator[
     except Problem:
         await quota.refund(caller.tenant, cost)
         raise
+
+
+def result_json_body(settings: Settings, done: JobDone) -> dict[str, Any]:
+    """``result_body`` as JSON data: a face has only the optional members it carries (no nulls)."""
+    body = result_body(settings, done)
+    bare = absent_members(body.faces)
+    return body.model_dump(mode="json", exclude={"faces": bare} if bare else None)
 
 
 def result_body(settings: Settings, done: JobDone) -> ReconstructResult:
@@ -151,46 +190,78 @@ def result_body(settings: Settings, done: JobDone) -> ReconstructResult:
     )
 
 
+@dataclass
+class OneImage:
+    """What the single-image routes take (a class dependency: one parameter list) and do."""
+
+    request: Request
+    caller: ReconstructCaller
+    settings: AppSettings
+    pool: Pool
+    quota: TenantQuota
+    uploads: Uploads
+    query: OptionsParams
+
+    async def answer(self, format: str) -> Response:
+        """Admit, charge, read, submit; the stored result as JSON (``json``) or the artifact's bytes."""
+        request, caller, settings, pool, quota = (
+            self.request,
+            self.caller,
+            self.settings,
+            self.pool,
+            self.quota,
+        )
+        async with refusing_early(request):
+            options = self.query.options(settings, ARTIFACT_FORMATS.get(format))
+            media = content_type(request)
+            pool.check_admission()
+            cost = work_units(options.uv_size, options.all_faces, settings.max_faces)
+            await quota.charge(caller.tenant, cost)
+        async with receive(request, settings, self.uploads) as body:
+            async with refunded(quota, caller, cost):
+                [(_, data)] = await parse_images(request, body, media, "image", 1)
+                await check_image(data, settings)
+                pool.check_admission()
+            artifact = None if format == "json" else format
+            done = await pool.submit(data, options, caller.tenant, new_result_id(), artifact)
+        if done.artifact is not None:
+            disposition = f'attachment; filename="{done.artifact.name}"'
+            return Response(
+                done.artifact.data,
+                media_type=done.artifact.media_type,
+                headers={"Content-Disposition": disposition},
+            )
+        return JSONResponse(result_json_body(settings, done))
+
+
+OneImageParams = Annotated[OneImage, Depends()]
+
+
 @router.post(
     "/v1/reconstruct",
     operation_id="reconstruct",
     response_model=ReconstructResult,
-    responses={200: {"content": _ARTIFACTS, "links": _RESULT_LINKS}, **problems(*_ERRORS)},
+    responses={200: {"links": _RESULT_LINKS}, **problems(*_ERRORS)},
     openapi_extra=image_body("image", many=False),
 )
 @router.post("/reconstruct", include_in_schema=False)
-async def reconstruct(
-    request: Request,
-    caller: ReconstructCaller,
-    settings: AppSettings,
-    pool: Pool,
-    quota: TenantQuota,
-    uploads: Uploads,
-    query: OptionsParams,
-    format: ArtifactQuery = "json",
-) -> Response:
-    """One image (multipart field ``image`` or a raw image body) -> result JSON or one artifact."""
-    async with refusing_early(request):
-        options = query.options(settings, ARTIFACT_FORMATS.get(format))
-        media = content_type(request)
-        pool.check_admission()
-        cost = work_units(options.uv_size, options.all_faces, settings.max_faces)
-        await quota.charge(caller.tenant, cost)
-    async with receive(request, settings, uploads) as body:
-        async with refunded(quota, caller, cost):
-            [(_, data)] = await parse_images(request, body, media, "image", 1)
-            await check_image(data, settings)
-            pool.check_admission()
-        artifact = None if format == "json" else format
-        done = await pool.submit(data, options, caller.tenant, new_result_id(), artifact)
-    if done.artifact is not None:
-        disposition = f'attachment; filename="{done.artifact.name}"'
-        return Response(
-            done.artifact.data,
-            media_type=done.artifact.media_type,
-            headers={"Content-Disposition": disposition},
-        )
-    return JSONResponse(result_body(settings, done).model_dump(mode="json"))
+async def reconstruct(one: OneImageParams, format: LegacyFormat = "json") -> Response:
+    """One image (multipart field ``image`` or a raw image body) -> its stored result: id, faces and
+    the URLs of its files."""
+    return await one.answer(format)
+
+
+@router.post(
+    "/v1/reconstruct/artifact",
+    operation_id="reconstruct_artifact",
+    response_class=Response,
+    responses={200: _ARTIFACT, **problems(*_ERRORS)},
+    openapi_extra=image_body("image", many=False),
+)
+async def reconstruct_artifact(one: OneImageParams, format: ArtifactQuery) -> Response:
+    """One image -> one file streamed back, nothing stored: ``glb`` the largest face's GLB, ``usdz`` its
+    USDZ, ``obj`` a zip of its OBJ, MTL and texture, ``zip`` every file the request's ``formats`` produce."""
+    return await one.answer(format)
 
 
 @router.post(
@@ -226,7 +297,7 @@ async def reconstruct_batch(
                     await check_image(data, settings)
                     pool.check_admission()
                 done = await pool.submit(data, options, caller.tenant, new_result_id())
-                result = result_body(settings, done).model_dump(mode="json")
+                result = result_json_body(settings, done)
                 return {"index": index, "filename": filename, **result}
             except Problem as problem:
                 metrics.ERRORS.labels(type=problem.slug).inc()
