@@ -1,17 +1,19 @@
 """Texture quality of the ``ict`` bake on the texture photo set (scripts/texture_photos.py): per photo,
 the left/right cheek brightness ratio of the face tile and the share of the face tile taken from
-grazing views, for the bake at a git revision (``--before``, default HEAD; a2fc32b is the bake
-before issue 22, whose 2-tuple ``bake`` it expects) and the working tree's (with ``lighting=remove``
-and ``keep``), on the same fitted head.
+grazing views, for the bake at a git revision (``--before``, default a2fc32b: the bake before
+issue 22, whose 2-tuple ``bake`` it expects; HEAD holds a checkpoint of the issue-22 bake) and the
+working tree's (with ``lighting=remove`` and ``keep``), on the same fitted head.
 
 * cheek ratio: mean luma of the face tile's texels on the left cheek over the right's (the larger
   over the smaller, 1.0 = even; scripts/texture_photos.py ``cheek_ratio``).
 * coverage: the face tile's mean photo weight (result.json's ``coverage``).
 * grazing share: the face tile's mean of w·[n·v < 0.3] + (1 - w)·w_m·[n·v of the mirror point < 0.3],
-  the share of its colour taken from photo pixels that saw the skin at grazing angles.
+  the share of its colour taken from photo pixels that saw the skin at grazing angles. ``skin``: the
+  same over the face's core only (``VertexSources.core``: the face's skin; outside it, on temples and
+  scalp, the bake takes hair seen down to n·v 0.2, as the bake before issue 22 did everywhere).
 
     python -m bench.texture_quality            # all photos of the set
-    python -m bench.texture_quality walter lenna --before a2fc32b
+    python -m bench.texture_quality walter lenna --before HEAD
 """
 
 from __future__ import annotations
@@ -51,14 +53,23 @@ def committed_baker_module(revision: str = "HEAD"):
     path.write_text(text)
     spec = importlib.util.spec_from_file_location("bake_before", path)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[spec.name] = module  # type: ignore[union-attr]  # dataclasses look their module up
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     return module
 
 
-def grazing_share(baker: HeadBaker, weight: torch.Tensor, facing: torch.Tensor) -> float:
+def grazing_share(
+    baker: HeadBaker, weight: torch.Tensor, facing: torch.Tensor, within: torch.Tensor | None = None
+) -> float:
+    """The face tile's share of colour from grazing photo samples; ``within`` (F, V) 0..1: of those
+    vertices only (the share of their part of the tile)."""
     mirror_w, mirror_f = weight.index_select(1, baker._mirror), facing.index_select(1, baker._mirror)
     grazing = weight * (facing < GRAZING) + (1 - weight) * mirror_w * (mirror_f < GRAZING)
-    return float((grazing @ baker._tile_share)[0])
+    if within is None:
+        return float((grazing @ baker._tile_share)[0])
+    return float(
+        ((grazing * within) @ baker._tile_share)[0] / (within @ baker._tile_share)[0].clamp_min(1e-6)
+    )
 
 
 @torch.inference_mode()
@@ -68,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("photos", nargs="*", default=list(TEXTURE_PHOTOS))
     parser.add_argument(
-        "--before", default="HEAD", help="git revision of the bake to compare with (a2fc32b: before issue 22)"
+        "--before",
+        default="a2fc32b",
+        help="git revision of the bake to compare with (a2fc32b: before issue 22)",
     )
     args = parser.parse_args(argv)
     backend = create_backend("ict", BackendConfig(cache_dir=default_cache_dir(), buckets=(1,)))
@@ -79,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     left, right = cheek_texels(new)
     rows = []
     print(
-        f"{'photo':20s} {'yaw':>5s} | cheek ratio: before  remove  keep | grazing share: before  after"
+        f"{'photo':20s} {'yaw':>5s} | cheek ratio: before  remove  keep | grazing share: before  after  skin"
         " | coverage: before  after"
     )
     for name in args.photos:
@@ -102,18 +115,20 @@ def main(argv: list[str] | None = None) -> int:
             graze_old = grazing_share(old, old.vertex_weights(posed.float(), sizes, landmarks), facing)
         src = new.vertex_sources(*call, "remove")
         graze_new = grazing_share(new, src.weight, src.facing)
+        graze_skin = grazing_share(new, src.weight, src.facing, (src.core >= 1).float())
         ratios = [cheek_ratio(t, left, right) for t in (tex_old, tex_remove, tex_keep)]
-        rows.append((*ratios, graze_old, graze_new, cover_old, cover_new))
+        rows.append((*ratios, graze_old, graze_new, graze_skin, cover_old, cover_new))
         print(
             f"{name:20s} {yaw:5.0f} |              {ratios[0]:6.3f}  {ratios[1]:6.3f} {ratios[2]:5.3f} |"
-            f"                {graze_old:6.3f} {graze_new:6.3f} |           {cover_old:6.3f} {cover_new:6.3f}"
+            f"                {graze_old:6.3f} {graze_new:6.3f} {graze_skin:5.3f} |"
+            f"           {cover_old:6.3f} {cover_new:6.3f}"
         )
     table = np.array(rows)
     for label, reduce in (("median", np.median), ("worst", np.max)):
         r = reduce(table, axis=0)
         print(
             f"{label:20s} {'':5s} |              {r[0]:6.3f}  {r[1]:6.3f} {r[2]:5.3f} |"
-            f"                {r[3]:6.3f} {r[4]:6.3f} |           {r[5]:6.3f} {r[6]:6.3f}"
+            f"                {r[3]:6.3f} {r[4]:6.3f} {r[5]:5.3f} |           {r[6]:6.3f} {r[7]:6.3f}"
         )
     return 0
 

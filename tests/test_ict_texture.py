@@ -93,7 +93,11 @@ def test_no_photo_sample_is_taken_at_grazing_angles_and_occluders_give_way(backe
     posed = fitted.pose.to_image(fitted.vertices)
     baker = backend.baker(UV, 256)
     src = baker.vertex_sources(found.batch, found.sizes, found.face_image, posed, fitted.landmarks)
-    assert float(src.weight[src.facing < FACING_RAMP[0]].max()) == 0.0
+    # None on the face's skin (its core); temples and scalp keep hair seen at a slant (n·v 0.2-0.3),
+    # as the bake before issue 22 did: without it a frontal photo's head comes out bald at the temples.
+    grazing = src.facing < FACING_RAMP[0]
+    assert float(src.weight[grazing & (src.core >= 1)].max()) == 0.0
+    assert float(src.weight[grazing & (src.core <= 0)].max()) > 0.05
     # the strands over the forehead and the right eye (photo left: the subject's right, model -x)
     # are found as occluders there and hardly anywhere else on the face
     model = backend.fitter.model

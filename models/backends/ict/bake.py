@@ -13,6 +13,12 @@ Per call, for F faces with their fitted vertices projected into the photo:
    background as often as head) x ramps on its distance from occlusion boundaries (vertex rings
    from hidden skin) and from the visible head's outline in the photo (cells of a coarse grid), so
    that photo, mirror and fill blend over a band and never meet at an edge.
+   These rules are for the face's skin, where smearing and background show. Outside the face's core
+   (the landmarks' ellipse: temples, the sides and top of the head) the photo shows hair, and hair
+   seen at a slant is still hair: there the facing ramp starts at 0.2, the outline from the ears up
+   has no ramp (it runs through hair), and the fill takes the weights unsquared (step 4), so the
+   hair the photo shows carries over the head; the left/right balance (step 2) keeps to the core.
+   Occluder rejection (step 3) ends at the brows: a fringe is the person's hair, not an occluder.
 2. The photo's lighting (lighting.py): second-order SH fitted to the skin's colours and the head's
    normals; with ``lighting="remove"`` every photo sample is divided by it (a per-vertex gain),
    what it leaves of a left/right difference is evened out at a scale of centimetres (``balance``),
@@ -60,7 +66,8 @@ HAIR_FACING_RAMP = (0.2, 0.55)  # the same outside the face's core: hair seen at
 TRUST_ELLIPSE = (1.3, 1.7)  # radius, 1 = the landmarks' own ellipse: full trust within, none beyond
 TRUST_LIFT = 0.15  # the trusted ellipse's centre sits this share of its half-height above theirs
 CORE_ELLIPSE = (1.1, 1.35)  # radius as TRUST_ELLIPSE: the face's core (skin) within, temples and scalp beyond
-BROW_RAMP = (0.72, 0.88)  # height (chin 0, landmark 10 1; brows ~0.86): occluder and balance rules end
+SQUARED_FILL = (0.95, 1.2)  # radius as TRUST_ELLIPSE: the fill squares the weights within, not beyond
+BROW_RAMP = (0.72, 0.88)  # height (chin 0, landmark 10 1; brows ~0.86): occluder rejection ends
 HAIR_HEIGHT = (0.4, 0.6)  # height from which, outside the core, the outline runs through hair
 CHIN_RAMP = (0.0, 0.12)  # below the chin (in face heights, forehead to chin): full trust, none
 SILHOUETTE_GRID, SILHOUETTE_CELLS = 48, 4  # the outline's ramp: cells of a grid over the visible head
@@ -98,6 +105,7 @@ class VertexSources:
     window: Tensor  # (F, 3, h, w) photo windows
     lighting: Tensor  # (F, 3, 9) SH coefficients (lighting.py)
     occluded: Tensor  # (F, V) 0..1 how much of a vertex's photo sample was judged an occluder
+    core: Tensor  # (F, V) 0..1 the face's core (its skin), where the strict facing ramp holds
 
 
 class HeadBaker:
@@ -197,8 +205,9 @@ class HeadBaker:
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(F, V) 0..1 trust of each vertex's photo sample before the boundary ramps (step 1 of the
         module doc), (F, V) bool: the skin the depth test hides (where occlusion boundaries run),
-        (F, V) 0..1: the face's core (1 within the landmarks' ellipse, 0 on the temples and scalp),
-        and (F, V) the height of each vertex along the face (0 at the chin, 1 at landmark 10)."""
+        (F, V) each vertex's radius in the landmarks' ellipse (as TRUST_ELLIPSE: 1 on the face's rim;
+        the face's core lies within CORE_ELLIPSE, temples and scalp beyond), and (F, V) its height
+        along the face (0 at the chin, 1 at landmark 10)."""
         width, height = sizes[:, 0].to(verts), sizes[:, 1].to(verts)
         visible, facing = seen_facing if seen_facing is not None else self.depth(verts, width, height)
         in_eye, in_mouth = openings(verts, landmarks)
@@ -228,7 +237,7 @@ class HeadBaker:
         facing_ramp = torch.lerp(
             _smoothstep(facing, *HAIR_FACING_RAMP), _smoothstep(facing, *FACING_RAMP), core
         )
-        return seen.to(verts) * facing_ramp * trust, unseen, core, -below
+        return seen.to(verts) * facing_ramp * trust, unseen, radius, -below
 
     def vertex_sources(
         self, images: Tensor, sizes: Tensor, face_image: Tensor, verts: Tensor, landmarks: Tensor,
@@ -242,7 +251,8 @@ class HeadBaker:
         visible, facing, normals = self.depth.see(
             verts, face_sizes[:, 0].to(verts), face_sizes[:, 1].to(verts)
         )
-        trust, unseen, core, height = self.vertex_weights(verts, face_sizes, landmarks, (visible, facing))
+        trust, unseen, radius, height = self.vertex_weights(verts, face_sizes, landmarks, (visible, facing))
+        core = 1 - _smoothstep(radius, *CORE_ELLIPSE)
         below_brows = core * (1 - _smoothstep(height, *BROW_RAMP))
         window, to_grid = photo_windows(images, sizes, face_image, verts, trust)
         at = to_grid(verts[:, None, :, :2])[:, 0]  # (F, V, 2) grid coordinates (affine: blend after)
@@ -266,20 +276,21 @@ class HeadBaker:
             gain = delight_gain(light)
             weight = weight * _smoothstep(light.mean(dim=-1), *SHADOW_RAMP)
             balance, balanced = self.balance(colours * gain, weight)
-            # Hair and forehead differ from side to side by hair style (a side parting, a fringe), not
-            # by light: the balance evens out the face below the brows.
-            weight = torch.lerp(weight, balanced, below_brows)
-            gain = gain * balance.pow(below_brows[..., None])
+            # Hair differs from side to side by style (a side parting), not by light: the balance
+            # evens out the face's core.
+            weight = torch.lerp(weight, balanced, core)
+            gain = gain * balance.pow(core[..., None])
         # Teeth are bright: a dark sample on them is the mouth's shadow or a gap, and the fill (the
         # teeth the photo shows bright, else a clean prior) takes it.
         luma = (colours * gain) @ colours.new_tensor((0.2126, 0.7152, 0.0722))
         weight = weight * torch.where(self._teeth, _smoothstep(luma, *TEETH_LUMA), 1.0)
-        # Squared in the face's core: a voxel of many faint samples (shadow, occluder edges) must not
-        # outvote the pull. Not on temples and scalp, where the faint samples are the hair (seen at a
+        # Squared on the face: a voxel of many faint samples (shadow, occluder edges) must not outvote
+        # the pull. Not from the temples up and back, where the faint samples are the hair (seen at a
         # slant) that the fill carries over the head; squared, the face's skin outvotes it (bald).
-        filled = self.fill(colours * gain, weight * torch.lerp(torch.ones_like(weight), weight, core))
+        squared = 1 - _smoothstep(radius, *SQUARED_FILL)
+        filled = self.fill(colours * gain, weight * torch.lerp(torch.ones_like(weight), weight, squared))
         filled = self.eyes(filled, colours * gain, weight)
-        return VertexSources(weight, facing, gain, filled, at, window, coefficients, occluded)
+        return VertexSources(weight, facing, gain, filled, at, window, coefficients, occluded, core)
 
     def balance(self, colours: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
         """What the SH light leaves of a left/right difference (a shadow's hard edge, light from close
