@@ -60,12 +60,23 @@ class FaceLighting(BaseModel):
     )
 
 
-class FaceResult(BaseModel):
+class _Described(BaseModel):
+    """Only the members that were given are written back (in declared order): a face or a backend's
+    self-description that says less gets no ``null`` members, and one that says more keeps its extras."""
+
+    model_config = ConfigDict(extra="allow")
+
+    @model_serializer(mode="wrap")
+    def _given_only(self, handler: SerializerFunctionWrapHandler):  # no return annotation: keeps the schema
+        data = handler(self)
+        given = self.model_fields_set | set(self.model_extra or {})
+        return {key: value for key, value in data.items() if key in given}
+
+
+class FaceResult(_Described):
     """One reconstructed face. Every member a backend of this package writes is declared here (the
     morphable-model ones only with such a backend, ``ict``); a backend kept outside the package may add
     members of its own (they are kept and returned as they are)."""
-
-    model_config = ConfigDict(extra="allow")
 
     bbox: list[float] = Field(description="x0, y0, x1, y1 in image pixels")
     score: float = Field(description="detector confidence, 0..1")
@@ -103,35 +114,9 @@ class FaceResult(BaseModel):
     )
 
 
-OPTIONAL_FACE_MEMBERS = tuple(
-    name for name, info in FaceResult.model_fields.items() if not info.is_required()
-)
-"""Members a face may lack: written only when the face has them (never as ``null``)."""
-
-
-def absent_members(faces: Sequence[FaceResult]) -> dict[int, set[str]]:
-    """Per face index, the optional members it does not carry: ``model_dump(exclude={"faces": ...})``
-    leaves them out, so a face has the members its backend gave it and no ``null`` ones."""
-    out = {i: {n for n in OPTIONAL_FACE_MEMBERS if getattr(face, n) is None} for i, face in enumerate(faces)}
-    return {i: names for i, names in out.items() if names}
-
-
 class ImageSize(BaseModel):
     width: int
     height: int
-
-
-class _Described(BaseModel):
-    """A backend's self-description: only the members it gave are written back (in declared order),
-    so a backend that says less gets no ``null`` members."""
-
-    model_config = ConfigDict(extra="allow")
-
-    @model_serializer(mode="wrap")
-    def _given_only(self, handler: SerializerFunctionWrapHandler):  # no return annotation: keeps the schema
-        data = handler(self)
-        given = self.model_fields_set | set(self.model_extra or {})
-        return {key: value for key, value in data.items() if key in given}
 
 
 class WeightFile(_Described):
@@ -248,8 +233,7 @@ def result_json(
 
 def dump_json(doc: ResultDocument) -> bytes:
     """Compact UTF-8 JSON bytes of a result document; a face has only the optional members it carries."""
-    bare = absent_members(doc.faces)
-    data = doc.model_dump(by_alias=True, exclude={"faces": bare} if bare else None)
+    data = doc.model_dump(by_alias=True)
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 

@@ -20,6 +20,8 @@ import httpx
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
+from face3d.models.errors import ImageError
+from face3d.models.imageio import sniff
 from face3d.service.api.schemas import ProblemDetails, ValidationProblem
 
 Image: TypeAlias = str | os.PathLike[str] | bytes | np.ndarray
@@ -27,7 +29,7 @@ Image: TypeAlias = str | os.PathLike[str] | bytes | np.ndarray
 
 RETRY_STATUSES = frozenset({429, 503})
 PROBLEM_MEDIA_TYPE = "application/problem+json"
-_MAGIC = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"))
+_MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -75,9 +77,12 @@ def upload(image: Image) -> Upload:
 
 
 def _media_type(data: bytes) -> str:
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return next((media for magic, media in _MAGIC if data.startswith(magic)), "application/octet-stream")
+    """The photo's type as the service's own header reader sees it; anything else goes as octet-stream
+    (the service answers it with its problem, as for any upload)."""
+    try:
+        return _MEDIA_TYPES[sniff(data).format]
+    except ImageError:
+        return "application/octet-stream"
 
 
 def options_query(

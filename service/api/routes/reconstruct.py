@@ -22,7 +22,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BeforeValidator
 
 from face3d.models.errors import OptionsError
-from face3d.models.export.document import absent_members
 from face3d.models.pipeline import (
     ALL_FORMATS,
     DEFAULT_FORMATS,
@@ -170,9 +169,7 @@ async def refunded(quota: Quota, caller: Principal, cost: int) -> AsyncIterator[
 
 def result_json_body(settings: Settings, done: JobDone) -> dict[str, Any]:
     """``result_body`` as JSON data: a face has only the optional members it carries (no nulls)."""
-    body = result_body(settings, done)
-    bare = absent_members(body.faces)
-    return body.model_dump(mode="json", exclude={"faces": bare} if bare else None)
+    return result_body(settings, done).model_dump(mode="json")
 
 
 def result_body(settings: Settings, done: JobDone) -> ReconstructResult:
