@@ -181,6 +181,14 @@ def _landmarks_68(face: Face) -> list[list[float]]:
     return rounded(ibug68(landmarks), 2) if len(landmarks) >= MEDIAPIPE_MESH_POINTS else []
 
 
+def _blendshapes(face: Face) -> dict[str, dict[str, float]]:
+    """MediaPipe's 52 ARKit-named scores, given only by 478-point landmark nets (a face without them
+    has no ``blendshapes`` member, not a null one)."""
+    if face.blendshapes is None:
+        return {}
+    return {"blendshapes": {name: round(float(v), 4) for name, v in face.blendshapes.items()}}
+
+
 def _face_result(face: Face, prefix: str, files: list[str], fields: dict[str, Any]) -> FaceResult:
     pose = face.pose
     return FaceResult(
@@ -198,10 +206,7 @@ def _face_result(face: Face, prefix: str, files: list[str], fields: dict[str, An
         ),
         texture_coverage=round(float(face.coverage), 4),
         files=[name for name in files if name.rsplit(".", 1)[0] == prefix],
-        # MediaPipe's 52 ARKit-named scores (478-point landmark nets)
-        blendshapes=None
-        if face.blendshapes is None
-        else {name: round(float(v), 4) for name, v in face.blendshapes.items()},
+        **_blendshapes(face),
         **fields,  # the backend's own members (models/export/mesh.py MeshExport.json_fields)
     )
 
