@@ -1,7 +1,9 @@
-"""HTTP load benchmark: latency percentiles and throughput of POST /v1/reconstruct per concurrency level.
+"""HTTP load benchmark: latency percentiles, throughput and server CPU per image of POST /v1/reconstruct,
+per backend and concurrency level, with the ratios of each backend to the first.
 
-    python -m bench.http_load                  # starts `face3d serve` itself (devices auto, compile on)
+    python -m bench.http_load                  # facemesh and ict, each on its own `face3d serve`
     python -m bench.http_load --no-compile --devices cpu --levels 1,8 --requests 32
+    python -m bench.http_load --before-repo /tmp/face3d-before --rounds 2   # and an older checkout
     python -m bench.http_load --url http://host:8000 --token "$TOKEN" --json out.json
 
 (Run it as a module from the repository root, like bench/engine.py, so that ``scripts.photos`` imports.)
@@ -10,7 +12,17 @@ Each level runs a closed loop: ``concurrency`` clients, each sending the next re
 previous answer arrives, until ``--requests`` answers or ``--seconds`` have passed. The image is the
 astronaut photo upscaled to 1280x1280 JPEG, a typical phone-portrait upload after client resizing.
 Non-200 answers are counted per status (503/504 show where admission control kicks in) and are
-left out of the latency percentiles.
+left out of the latency percentiles. The request is the service's default (a JSON answer; files
+obj, png, glb, json) unless ``--formats`` names others.
+
+CPU per image: the user + system time that the server's whole process tree (API, workers, encoders,
+read from /proc) spent during a level, divided by its answers: what a request costs the host, which
+is what throughput on a small CPU machine is bounded by.
+
+Side by side: every backend of ``--backends`` gets its own server in turn (the same config but the
+backend), and with ``--before-repo`` every backend also runs on an older checkout (started from its
+folder with ``--before-module``), alternating, ``--rounds`` times; each cell reports the median of
+its rounds, so slow drifts of a noisy machine fall on every variant alike.
 """
 
 from __future__ import annotations
@@ -54,6 +66,33 @@ class LevelResult:
     p95_ms: float
     p99_ms: float
     statuses: dict[str, int]
+    cpu_ms_per_image: float  # the server's process tree; NaN against a remote --url
+
+
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds (user + system) spent so far by process ``root`` and its live descendants (Linux)."""
+    parent: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:  # exited meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": state, ppid, ...
+        pid = int(entry.name)
+        parent[pid] = int(fields[1])
+        cpu[pid] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    tree, grew = {root}, True
+    while grew:
+        grew = False
+        for pid, ppid in parent.items():
+            if ppid in tree and pid not in tree:
+                tree.add(pid)
+                grew = True
+    return sum(cpu.get(pid, 0.0) for pid in tree)
 
 
 def bench_image(side: int = 1280) -> bytes:
@@ -72,6 +111,7 @@ async def run_level(
     requests: int,
     seconds: float,
     params: dict[str, Any],
+    server_pid: int | None = None,
 ) -> LevelResult:
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
@@ -95,13 +135,16 @@ async def run_level(
                 latencies.append((time.perf_counter() - started) * 1000.0)
 
     async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as client:
+        cpu_before = tree_cpu_s(server_pid) if server_pid else float("nan")
         started = time.perf_counter()
         await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
+        cpu_s = tree_cpu_s(server_pid) - cpu_before if server_pid else float("nan")
     p50, p95, p99 = np.percentile(latencies, [50, 95, 99]).tolist() if latencies else (float("nan"),) * 3
     return LevelResult(
         concurrency, sent, len(latencies), round(elapsed, 3), round(len(latencies) / elapsed, 3),
         round(p50, 1), round(p95, 1), round(p99, 1), dict(statuses),
+        round(1000 * cpu_s / max(len(latencies), 1), 1),
     )  # fmt: skip
 
 
@@ -120,7 +163,7 @@ def local_server(
     extra_config: dict[str, Any] | None = None,
     extra_env: dict[str, str] | None = None,
 ):
-    """Start `face3d serve` with a throw-away config and secret; yield (url, token); SIGTERM it after.
+    """Start `face3d serve` with a throw-away config and secret; yield (url, token, pid); SIGTERM it after.
 
     ``module``, ``cwd``, ``extra_config`` and ``extra_env`` let bench/pipe_bytes.py start an older
     checkout (``service.cli`` run from its own folder) with its byte counters switched on.
@@ -159,7 +202,7 @@ def local_server(
                  "--scope", "reconstruct", "--scope", "results:read", "--ttl", "1h"],
                 cwd=cwd, env=env, check=True, capture_output=True, text=True,
             ).stdout.split()[-1]  # fmt: skip
-            yield url, token
+            yield url, token, process.pid
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(120)
@@ -172,17 +215,81 @@ def _ready(url: str) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class Variant:
+    """A checkout to serve from: this one, or an older one (``--before-repo``)."""
+
+    name: str
+    repo: Path
+    module: str
+    env: dict[str, str] | None = None
+
+
+def older_checkout_env(repo: Path, folder: Path) -> dict[str, str]:
+    """PYTHONPATH that makes ``face3d`` import from ``repo`` (its models/ and service/) instead of
+    this checkout's editable install: a ``face3d`` folder of links in ``folder``, first on the path."""
+    package = folder / "face3d"
+    package.mkdir(parents=True, exist_ok=True)
+    for name in ("models", "service"):
+        (package / name).symlink_to(repo / name)
+    return {"PYTHONPATH": os.pathsep.join(p for p in (str(folder), os.environ.get("PYTHONPATH", "")) if p)}
+
+
+def median_level(runs: list[LevelResult]) -> LevelResult:
+    """One level's rounds folded into their medians (statuses summed)."""
+    statuses: Counter[str] = Counter()
+    for run in runs:
+        statuses.update(run.statuses)
+
+    def mid(key: str) -> float:
+        return round(float(np.median([getattr(r, key) for r in runs])), 3)
+
+    return LevelResult(
+        runs[0].concurrency, sum(r.requests for r in runs), sum(r.ok for r in runs), mid("seconds"),
+        mid("images_per_s"), mid("p50_ms"), mid("p95_ms"), mid("p99_ms"), dict(statuses),
+        mid("cpu_ms_per_image"),
+    )  # fmt: skip
+
+
+def print_table(title: str, results: list[LevelResult]) -> None:
+    print(f"\n{title}")
+    head = f"{'conc':>5} {'ok/sent':>9} {'img/s':>8} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9}"
+    print(f"{head} {'CPU ms/img':>11}  statuses")
+    for r in results:
+        print(
+            f"{r.concurrency:>5} {r.ok:>4}/{r.requests:<4} {r.images_per_s:>8.2f} {r.p50_ms:>9.1f} "
+            f"{r.p95_ms:>9.1f} {r.p99_ms:>9.1f} {r.cpu_ms_per_image:>11.1f}  {r.statuses}"
+        )
+
+
+def print_ratios(title: str, results: list[LevelResult], reference: list[LevelResult]) -> None:
+    """Per level: p50 latency, throughput and CPU per image of ``results`` over ``reference``'s."""
+    print(f"\n{title}")
+    for r, ref in zip(results, reference, strict=True):
+        print(
+            f"  c={r.concurrency:<3} p50 x{r.p50_ms / ref.p50_ms:.2f}"
+            f"   img/s x{r.images_per_s / ref.images_per_s:.2f}"
+            f"   CPU ms/img x{r.cpu_ms_per_image / ref.cpu_ms_per_image:.2f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="benchmark a running server instead of starting one")
     parser.add_argument("--token", default=os.environ.get("FACE3D_TOKEN"), help="bearer token for --url")
-    parser.add_argument("--levels", default="1,8,32", help="comma list of concurrency levels")
-    parser.add_argument("--requests", type=int, default=64, help="answers per level (upper bound)")
+    parser.add_argument("--levels", default="1,8", help="comma list of concurrency levels")
+    parser.add_argument("--requests", type=int, default=48, help="answers per level (upper bound)")
     parser.add_argument("--seconds", type=float, default=60.0, help="time bound per level")
     parser.add_argument("--uv-size", type=int, default=2048)
-    parser.add_argument("--formats", default="png", help="outputs the server builds per image")
+    parser.add_argument("--formats", help="outputs the server builds per image (default: the service's)")
+    parser.add_argument("--format", dest="single", help="one artifact as the answer (glb, obj, zip, ...)")
     parser.add_argument("--devices", default="auto")
-    parser.add_argument("--backend", help="reconstruction backend (default: the service's, ict)")
+    parser.add_argument(
+        "--backends", default="facemesh,ict", help="one server each, in turn; ratios to the first"
+    )
+    parser.add_argument("--before-repo", type=Path, help="an older checkout to run alternately")
+    parser.add_argument("--before-module", default="face3d.service.cli.main", help="its CLI module")
+    parser.add_argument("--rounds", type=int, default=1, help="alternations of every variant and backend")
     parser.add_argument("--cpu-workers", type=int, default=0, help="0 = the service default (auto)")
     parser.add_argument("--torch-threads", type=int, default=0, help="0 = the service default (auto)")
     parser.add_argument("--max-queue", type=int, default=64)
@@ -193,30 +300,65 @@ def main() -> None:
 
     image = bench_image()
     levels = [int(x) for x in args.levels.split(",")]
-    params = {"uv_size": args.uv_size, "formats": args.formats}
+    params: dict[str, Any] = {"uv_size": args.uv_size}
+    params.update({"formats": args.formats} if args.formats else {})
+    params.update({"format": args.single} if args.single else {})
 
-    def run(url: str, token: str) -> list[LevelResult]:
+    def run(url: str, token: str, pid: int | None) -> list[LevelResult]:
         asyncio.run(run_level(url, token, image, 1, 2, 60, params))  # warm connections and caches
         return [
-            asyncio.run(run_level(url, token, image, c, args.requests, args.seconds, params)) for c in levels
+            asyncio.run(run_level(url, token, image, c, args.requests, args.seconds, params, pid))
+            for c in levels
         ]
 
     if args.url:
         if not args.token:
             raise SystemExit("--url needs --token (or $FACE3D_TOKEN)")
-        results = run(args.url, args.token)
-    else:
-        with local_server(args) as (url, token):
-            results = run(url, token)
+        print_table(f"{args.url}", run(args.url, args.token, None))
+        return
 
-    print(f"{'conc':>5} {'ok/sent':>9} {'img/s':>8} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9}  statuses")
-    for r in results:
-        print(
-            f"{r.concurrency:>5} {r.ok:>4}/{r.requests:<4} {r.images_per_s:>8.2f} {r.p50_ms:>9.1f} "
-            f"{r.p95_ms:>9.1f} {r.p99_ms:>9.1f}  {r.statuses}"
-        )
+    variants = [Variant("this checkout", ROOT, "face3d.service.cli.main")]
+    links = tempfile.TemporaryDirectory(prefix="face3d-before-")
+    if args.before_repo:
+        before = args.before_repo.resolve()
+        env = older_checkout_env(before, Path(links.name))
+        variants.append(Variant(f"before ({before.name})", before, args.before_module, env))
+    backends = args.backends.split(",")
+    rounds: dict[tuple[str, str], list[list[LevelResult]]] = {}
+    for _ in range(args.rounds):
+        for variant in variants:
+            for backend in backends:
+                args.backend = backend
+                server = local_server(args, module=variant.module, cwd=variant.repo, extra_env=variant.env)
+                with server as (url, token, pid):
+                    rounds.setdefault((variant.name, backend), []).append(run(url, token, pid))
+    results = {
+        key: [median_level(list(level)) for level in zip(*runs, strict=True)] for key, runs in rounds.items()
+    }
+
+    print(f"POST /v1/reconstruct {params} on {os.cpu_count()} CPUs, {args.rounds} round(s), medians")
+    for (variant, backend), levels_done in results.items():
+        print_table(f"{backend} - {variant}", levels_done)
+    for variant in variants:
+        for backend in backends[1:]:
+            print_ratios(
+                f"{backend} / {backends[0]} ({variant.name})",
+                results[(variant.name, backend)], results[(variant.name, backends[0])],
+            )  # fmt: skip
+    if len(variants) > 1:
+        for backend in backends:
+            print_ratios(
+                f"{backend}: this checkout / {variants[1].name}",
+                results[(variants[0].name, backend)], results[(variants[1].name, backend)],
+            )  # fmt: skip
     if args.json:
-        doc = {"image_bytes": len(image), "params": params, "levels": [asdict(r) for r in results]}
+        doc = {
+            "image_bytes": len(image), "params": params, "cpus": os.cpu_count(), "rounds": args.rounds,
+            "results": [
+                {"variant": v, "backend": b, "levels": [asdict(r) for r in res]}
+                for (v, b), res in results.items()
+            ],
+        }  # fmt: skip
         args.json.write_text(json.dumps(doc, indent=1))
 
 

@@ -166,7 +166,7 @@ def main() -> None:
             cwd=args.repo.resolve(),
             extra_config={"encode_processes": args.encode_processes},
             extra_env={"PYTHONPATH": pythonpath, COUNTER_ENV: str(counters)},
-        ) as (url, token):
+        ) as (url, token, _pid):
             snapshots["ready"] = read_counters(counters)
             for mode, params in modes.items():
                 send(url, token, image, params, 1)  # warm-up: first-use set-up stays out of the numbers

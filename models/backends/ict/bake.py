@@ -29,9 +29,10 @@ Per call, for F faces with their fitted vertices projected into the photo:
 4. Fill colour of each vertex (fill.py here): a 3D push-pull of the well-seen vertices' (de-lit)
    colours; the eyeballs take an iris and pupil (the visible eye's iris colour) where the photo
    shows neither eye; teeth take only bright samples (a dark one is the mouth's shadow).
-5. Per texel, barycentric blends of per-vertex values (one ``embedding_bag`` over a table of
-   fourteen columns) give its photo position, its mirror point's position and the terms of the
-   blend; the photo is sampled at both points (one ``grid_sample``) and the texel is
+5. Per texel, barycentric blends of per-vertex values (``embedding_bag`` over a table of columns)
+   give its photo position, its mirror point's position and the terms of the blend; the photo is
+   sampled at both points (one ``grid_sample``), only at texels of triangles that take the photo
+   or its mirror (about half the atlas from a frontal photo; the rest is fill), and the texel is
        w · g·photo + (1 - w) · (w_m · (g_m·mirrored + fill - fill_m) + (1 - w_m) · fill)
    (w, g: the photo weight and gain; _m: the mirror point's), expanded per vertex into a base
    colour and three factors, which interpolate smoothly as their parts do.
@@ -131,6 +132,7 @@ class HeadBaker:
             return torch.from_numpy(np.array(a)).to(self.device)  # a copy: topology arrays are read-only
 
         self._vid, self._bary = put(vid), put(bary.reshape(-1, 3)[flat])
+        self._triangle, self._triangles = put(tri), put(topology.triangles)  # texel -> triangle -> vertices
         self._mirror = put(topology.mirror)
         self._source = put(rank[(rows * sample_size + cols).ravel()])  # every texel <- a head texel
         # Coverage is linear in the vertex weights: the face tile's mean texel weight is one dot
@@ -162,6 +164,17 @@ class HeadBaker:
         return F.embedding_bag(
             self._ring, rows, self._ring_offsets, mode="sum", per_sample_weights=self._ring_weights
         )  # no neighbour: an empty bag, 0
+
+    def _texels(self, table: Tensor, texels: Tensor | None = None) -> Tensor:
+        """(F, V, C) per-vertex values -> (N, F, C) at every texel (or at the ``texels`` ids), each a
+        barycentric blend of its triangle's three vertices: one bag per texel for all columns and
+        faces, so the cost is the lookups."""
+        faces, columns = table.shape[0], table.shape[-1]
+        vid, bary = self._vid, self._bary
+        if texels is not None:
+            vid, bary = vid.index_select(0, texels), bary.index_select(0, texels)
+        rows = table.transpose(0, 1).reshape(-1, faces * columns)  # (V, F * C)
+        return F.embedding_bag(vid, rows, per_sample_weights=bary, mode="sum").view(len(vid), faces, columns)
 
     def boundary_ramp(self, unseen: Tensor) -> Tensor:
         """(F, V) 0..1: rises over BOUNDARY_RINGS vertex rings away from the ``unseen`` (F, V) vertices."""
@@ -374,23 +387,24 @@ class HeadBaker:
         mirror_gain = rest * w_mirror * gain.index_select(1, self._mirror)
         own_gain = weight[..., None] * gain
         at = torch.cat([src.at, src.at.index_select(1, self._mirror)], dim=-1)  # photo and mirror point
-        table = torch.cat([at, base, grain_share, mirror_gain, own_gain], dim=-1)  # (F, V, 14)
-        columns = table.shape[-1]
-        # One bag per texel for all values (both points, then the blend's terms, which interpolate
-        # as the weights, gains and fill they are products of do, smoothly): the cost is the lookups.
-        texel = F.embedding_bag(
-            self._vid, table.transpose(0, 1).reshape(-1, faces * columns), per_sample_weights=self._bary,
-            mode="sum",
-        ).view(texels, faces, columns)  # fmt: skip
-        # Both points in one grid_sample, as rows 0 (photo) and 1 (mirror) of an (F, 2, N) grid: the
+        colour = self._texels(torch.cat([base, grain_share], dim=-1))  # (N, F, 4): the fill's part
+        colour = torch.addcmul(colour[..., :3], colour[..., 3:], self._grain[:, None, None])  # (N, F, 3)
+        # The photo's part only where it has one: texels with a vertex that takes the photo or its
+        # mirror point in some face (the face and what the photo shows around it, a third of the
+        # atlas from a frontal photo); elsewhere (scalp, neck, the inner parts) its terms are 0.
+        sampled_vertex = ((weight > 0) | (w_mirror[..., 0] > 0)).any(dim=0)  # (V,)
+        sampled_triangle = sampled_vertex[self._triangles].any(dim=1)  # a gather per triangle, not per texel
+        photo = torch.nonzero(sampled_triangle.index_select(0, self._triangle))[:, 0]  # (M,) texel ids
+        texel = self._texels(torch.cat([at, mirror_gain, own_gain], dim=-1), photo)  # (M, F, 10)
+        # Both points in one grid_sample, as rows 0 (photo) and 1 (mirror) of an (F, 2, M) grid: the
         # CPU kernel vectorises along the last axis, so the texels must run along it.
-        grid = texel[..., :4].reshape(texels, faces, 2, 2).permute(1, 2, 0, 3).contiguous()
-        sampled = F.grid_sample(src.window, grid, align_corners=False, padding_mode="border")  # (F, 3, 2, N)
+        grid = texel[..., :4].reshape(len(photo), faces, 2, 2).permute(1, 2, 0, 3).contiguous()
+        sampled = F.grid_sample(src.window, grid, align_corners=False, padding_mode="border")  # (F, 3, 2, M)
         # The blend runs texel-major, as the texels are packed below: the samples' six values per texel
-        # are transposed once, the table's ten terms are read in place.
-        samples = sampled.permute(3, 0, 2, 1).contiguous()  # (N, F, 2, 3)
-        colour = torch.addcmul(texel[..., 4:7], texel[..., 7:8], self._grain[:, None, None])  # (N, F, 3)
-        colour.addcmul_(texel[..., 8:11], samples[:, :, 1]).addcmul_(texel[..., 11:14], samples[:, :, 0])
+        # are transposed once, the table's six gains are read in place.
+        samples = sampled.permute(3, 0, 2, 1).contiguous()  # (M, F, 2, 3)
+        part = torch.mul(texel[..., 4:7], samples[:, :, 1]).addcmul_(texel[..., 7:10], samples[:, :, 0])
+        colour.index_add_(0, photo, part)
         coverage = weight @ self._tile_share
         # Texels -> the S x S image (each atlas texel copies its nearest head texel): RGB packed into
         # one int32 per texel, so the gather moves whole texels instead of single bytes.
