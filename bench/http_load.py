@@ -175,6 +175,7 @@ def local_server(
             "cpu_workers": args.cpu_workers, "torch_threads": args.torch_threads,
             "uv_size": args.uv_size, "max_uv_size": max(4096, args.uv_size),
             "max_queue": args.max_queue, "results_dir": f"{tmp}/results", "log_level": "warning",
+            "encode_processes": getattr(args, "encode_processes", 0),
             "jwt_secret": secrets.token_urlsafe(48), "quota_rate_per_s": 1e6, "quota_burst": 1_000_000,
             **({"backend": args.backend} if getattr(args, "backend", None) else {}),
             **(extra_config or {}),
@@ -293,6 +294,7 @@ def main() -> None:
     parser.add_argument("--cpu-workers", type=int, default=0, help="0 = the service default (auto)")
     parser.add_argument("--torch-threads", type=int, default=0, help="0 = the service default (auto)")
     parser.add_argument("--max-queue", type=int, default=64)
+    parser.add_argument("--encode-processes", type=int, default=0, help="0 = the service default (auto)")
     parser.add_argument("--no-compile", dest="compile", action="store_false")
     parser.add_argument("--ready-timeout", type=float, default=900.0)
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")

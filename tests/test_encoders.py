@@ -4,11 +4,14 @@ answer with a summary only; failures come back as data."""
 from __future__ import annotations
 
 import io
+import pickle
 import threading
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from face3d.models.backends.facemesh.backend import FacemeshBackend
 from face3d.models.pipeline import ReconstructOptions
@@ -16,6 +19,7 @@ from face3d.service.config import Settings, load_settings
 from face3d.service.storage import make_store
 from face3d.service.workers.encoders import EncoderPool
 from face3d.service.workers.protocol import Encoded, EncodeTask, Job
+from face3d.service.workers.shared_pixels import SharedTask
 from scripts.photos import photo
 
 
@@ -87,3 +91,37 @@ def test_processes_and_threads_agree(facemesh: FacemeshBackend, tmp_path: Path) 
         zipfile.ZipFile(io.BytesIO(by_processes.data)) as b,
     ):
         assert a.namelist() == b.namelist() and all(a.read(n) == b.read(n) for n in a.namelist())
+
+
+def _shm_blocks() -> set[str]:
+    return {p.name for p in Path("/dev/shm").iterdir()} if Path("/dev/shm").is_dir() else set()
+
+
+def test_textures_reach_encoder_processes_through_shared_memory(
+    facemesh: FacemeshBackend, tmp_path: Path
+) -> None:
+    """A 1024² texture and a 1280² photo cross to an encoder process through shared memory: the
+    pickled task is small, the files equal the threads', and no block is left behind."""
+    image = np.asarray(Image.fromarray(photo("face_001")).resize((1280, 1280)))
+    (rec,) = facemesh.reconstruct([image], uv_size=1024)
+    assert len(rec.faces) == 1
+    job = _job("s" * 32, {"obj", "glb", "preview"}, artifact="zip")
+    task = EncodeTask(job, rec, image, facemesh.describe())
+    shared = SharedTask.share(task)
+    try:
+        assert len(pickle.dumps(task)) > 3_000_000 and len(pickle.dumps(shared)) < 200_000
+        assert shared.image is not None and all(t is not None for t in shared.textures)
+        assert rec.faces[0].texture.shape == (1024, 1024, 3)  # the worker's own copy is untouched
+    finally:
+        shared.discard()
+    before = _shm_blocks()
+    by_threads = _run(0, _settings(tmp_path), [task])["s" * 32].artifact
+    by_processes = _run(1, _settings(tmp_path), [task])["s" * 32].artifact
+    assert by_threads is not None and by_processes is not None
+    with (
+        zipfile.ZipFile(io.BytesIO(by_threads.data)) as a,
+        zipfile.ZipFile(io.BytesIO(by_processes.data)) as b,
+    ):
+        assert "preview.png" in a.namelist() and a.namelist() == b.namelist()
+        assert all(a.read(n) == b.read(n) for n in a.namelist())
+    assert _shm_blocks() <= before  # the encoder unlinked what it received

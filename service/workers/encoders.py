@@ -7,7 +7,8 @@ textures never travel back through the worker's or the API's pipes.
 
 Why processes: fpng (the fast PNG encoder) and most of the OBJ/GLB/JSON building hold the GIL. In
 encoder *threads* they stall the worker's own loop, which must keep feeding the device. Each encoder
-process has its own GIL; the worker pickles only the Reconstruction into a pipe. On a small CPU host,
+process has its own GIL; the worker pickles the Reconstruction into a pipe, less its textures, which
+go through shared memory (shared_pixels.py). On a small CPU host,
 where torch already uses every core, threads are faster (no pickling): the worker picks (see
 ``WorkerLoop``).
 
@@ -38,6 +39,7 @@ from face3d.service.errors import Problem, problem_from_error
 from face3d.service.storage import ResultStore, make_store
 from face3d.service.workers.artifacts import build_artifact
 from face3d.service.workers.protocol import Encoded, EncodeTask, ResultSummary
+from face3d.service.workers.shared_pixels import SharedTask, release
 
 log = logging.getLogger("face3d.encoders")
 
@@ -85,12 +87,18 @@ def encoder_main(settings: Settings, tasks: Connection, results: Connection) -> 
     encoder = Encoder.from_settings(settings)
     while True:
         try:
-            task: EncodeTask | None = tasks.recv()
+            shared: SharedTask | None = tasks.recv()
         except (EOFError, OSError):  # the worker is gone
             return
-        if task is None:
+        if shared is None:
             return
-        results.send(encoder.encode(task))
+        task, blocks = shared.receive()
+        try:
+            encoded = encoder.encode(task)
+        finally:
+            del task  # its views of the blocks go first
+            release(blocks)
+        results.send(encoded)
 
 
 class EncoderPool:
@@ -139,7 +147,12 @@ class EncoderPool:
             return
         with self._lock:
             child = self._children[next(self._turn)]
-        child.send(task)
+        shared = SharedTask.share(task)  # textures through shared memory: the pipe carries the rest
+        try:
+            child.send(shared)
+        except BaseException:
+            shared.discard()
+            raise
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Let queued tasks finish, then stop every encoder."""
