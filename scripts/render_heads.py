@@ -107,8 +107,8 @@ def _server(files: dict[str, bytes]):
     return serve
 
 
-def render(glbs: dict[str, bytes], size: int) -> dict[str, dict[str, bytes]]:
-    """{photo: {view: PNG bytes}} rendered in one chromium."""
+def render(glbs: dict[str, bytes], size: int, views: dict[str, float] = VIEWS) -> dict[str, dict[str, bytes]]:
+    """{photo: {view: PNG bytes}} rendered in one chromium; ``views`` maps a view's name to its yaw."""
     import base64
 
     from playwright.sync_api import sync_playwright
@@ -125,7 +125,7 @@ def render(glbs: dict[str, bytes], size: int) -> dict[str, dict[str, bytes]]:
             page.goto(f"{ORIGIN}/index.html", wait_until="commit")
             page.wait_for_function("window.ready === true", timeout=120_000)
             out[name] = {}
-            for view, degrees in VIEWS.items():
+            for view, degrees in views.items():
                 url = page.evaluate(f"window.renderView({json.dumps(degrees)})")
                 out[name][view] = base64.b64decode(url.split(",", 1)[1])
             page.close()

@@ -16,14 +16,16 @@ from face3d.service.config import default_cache_dir
 
 
 @cache
-def front_end(landmark_model: str) -> FrontEnd:
-    """One eager CPU front end per landmark model, with the service's default buckets."""
-    return FrontEnd(cache_dir=default_cache_dir(), landmark_model=landmark_model)
+def front_end(landmark_model: str, extended: bool = True) -> FrontEnd:
+    """One eager CPU front end per landmark model, with the service's default buckets;
+    ``extended=False``: MediaPipe's graphs as they are, for the tests that compare face counts with
+    MediaPipe's own (the full-range fallback and ROI retries find faces MediaPipe does not)."""
+    return FrontEnd(cache_dir=default_cache_dir(), landmark_model=landmark_model, extended=extended)
 
 
-def locate(landmark_model: str, images: Sequence[np.ndarray]) -> Located:
+def locate(landmark_model: str, images: Sequence[np.ndarray], extended: bool = True) -> Located:
     """Every face (up to ``max_faces``) of each (H, W, 3) uint8 RGB image, in one batched call."""
-    return front_end(landmark_model).locate(images, all_faces=True)
+    return front_end(landmark_model, extended).locate(images, all_faces=True)
 
 
 def as_batch(images: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:

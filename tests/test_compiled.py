@@ -74,6 +74,7 @@ def test_swap_to_compiled_while_requests_run(
     thread.join()
     assert not errors and backend.compiled_status() == {
         "detector": True,
+        "detector-full": False,
         "mesh-v2": False,
         "blendshapes": False,
     }

@@ -1,4 +1,5 @@
-"""BlazeFace detection: anchors, letterbox, weighted NMS, and real detections on the test photos."""
+"""BlazeFace detection: anchors, letterbox, weighted NMS, and real detections on the test photos; the
+full-range net against the TFLite interpreter (tests/test_profile_detection.py: against MediaPipe)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
+from face3d.models.nets.assets import asset_path
 from face3d.models.nets.detector import (
+    FULL_RANGE,
     Detections,
     FaceDetector,
     letterbox,
@@ -16,6 +19,7 @@ from face3d.models.nets.detector import (
     select_faces,
     ssd_anchor_centres,
 )
+from face3d.models.nets.tflite.loader import load_tflite
 from face3d.service.config import default_cache_dir
 from scripts.photos import PHOTO_NAMES, photo
 
@@ -142,3 +146,49 @@ def test_no_face_on_blank_or_noise(detector: FaceDetector) -> None:
     image, boxes, points, scores = found.flatten()
     assert scores.shape == (0,)
     assert image.shape == (0,) and boxes.shape == (0, 4) and points.shape == (0, 6, 2)
+
+
+def test_full_range_anchor_layout() -> None:
+    """face_detection_full_range.pbtxt: one 48x48 layer (stride 4 of 192), one anchor per cell."""
+    anchors = FULL_RANGE.anchors()
+    assert anchors.shape == (2304, 2)
+    assert torch.allclose(anchors[0], torch.tensor([0.5 / 48, 0.5 / 48]))
+    assert torch.allclose(anchors[1], torch.tensor([1.5 / 48, 0.5 / 48]))
+    assert torch.allclose(anchors[48], torch.tensor([0.5 / 48, 1.5 / 48]))
+    assert torch.allclose(anchors[-1], torch.tensor([47.5 / 48, 47.5 / 48]))
+
+
+def test_full_range_net_matches_tflite() -> None:
+    """The sparse full-range net (DENSIFY, RESIZE_BILINEAR, DEPTH_TO_SPACE) rebuilt in torch gives
+    the TFLite interpreter's outputs, batched."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    path = asset_path(FULL_RANGE.weights_file, default_cache_dir())
+    inputs = np.random.default_rng(7).uniform(-1, 1, (2, 192, 192, 3)).astype(np.float32)
+    inputs[1] = np.asarray(Image.fromarray(photo("astronaut")).resize((192, 192)), np.float32) / 127.5 - 1
+    net = load_tflite(path).eval()
+    with torch.no_grad():
+        ours = dict(zip(net.output_names, net(torch.from_numpy(inputs).permute(0, 3, 1, 2)), strict=True))
+    interpreter = Interpreter(model_path=str(path))
+    interpreter.allocate_tensors()
+    for k in range(len(inputs)):
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], inputs[k : k + 1])
+        interpreter.invoke()
+        for out in interpreter.get_output_details():
+            theirs = interpreter.get_tensor(out["index"])[0]
+            assert np.abs(ours[out["name"]][k].numpy() - theirs).max() < 1e-3 * max(1.0, np.abs(theirs).max())
+
+
+def test_replaced_takes_the_given_images_rows() -> None:
+    def filled(value: float) -> Detections:
+        return Detections(
+            torch.full((3, 2, 4), value), torch.full((3, 2, 6, 2), value), torch.full((3, 2), value),
+            torch.full((3, 2), value > 0),
+        )  # fmt: skip
+
+    merged = filled(0.0).replaced(torch.tensor([2]), Detections(*(t[:1] for t in vars(filled(1.0)).values())))
+    assert merged.scores[:, 0].tolist() == [0.0, 0.0, 1.0] and merged.valid[:, 1].tolist() == [
+        False,
+        False,
+        True,
+    ]

@@ -105,8 +105,8 @@ def test_describe_names_weights(facemesh: FacemeshBackend) -> None:
     assert info["backend"] == "facemesh" and "backend" not in facemesh.front_end.describe()
     assert info["landmarks"] == 478 and info["device"] == "cpu"
     assert all(len(h) == 64 for h in info["weights"].values())
-    # detector, landmark net and (for 478-point nets) the blendshape net, each with source and licence
-    assert len(info["weights"]) == 3 and {w["name"] for w in info["weight_files"]} == set(info["weights"])
+    # both detectors, landmark net and (for 478-point nets) the blendshape net, with source and licence
+    assert len(info["weights"]) == 4 and {w["name"] for w in info["weight_files"]} == set(info["weights"])
     assert all(w["licence"] and w["source"] for w in info["weight_files"])
 
 

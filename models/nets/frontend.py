@@ -5,7 +5,9 @@ backend); what a backend then makes of the located faces (its mesh fit, its text
 Data path of one ``locate`` call (B images, F faces), all on the front end's device:
 
     uint8 images -> padded batch -> letterbox 128² -> BlazeFace (bucketed) -> weighted NMS
+    [-> letterbox 192² -> full-range BlazeFace -> weighted NMS: images with no face found so far]
     -> ROI crops (the landmark net's, models/nets/landmark_spec.py) -> landmark net (bucketed)
+    [-> retry ROIs -> landmark net: faces the net rejected]
     -> back-projection to image pixels -> blendshape net (478-point nets, bucketed)
 
 The nets run through ``self.runners`` (models/runtime/runners.py): eager modules from the start,
@@ -29,13 +31,19 @@ from torch import Tensor
 from face3d.models.nets.assets import MEDIAPIPE_VERSION, weight_hashes, weight_inventory
 from face3d.models.nets.blendshapes import BLENDSHAPE_NAMES, BlendshapeNet, load_blendshapes
 from face3d.models.nets.blendshapes import MODEL_FILE as BLENDSHAPES_FILE
-from face3d.models.nets.detector import letterbox, load_face_detector, pad_images, select_faces
+from face3d.models.nets.detector import (
+    FULL_RANGE,
+    SHORT_RANGE,
+    Detections,
+    DetectorSpec,
+    letterbox,
+    load_face_detector,
+    pad_images,
+    select_faces,
+)
 from face3d.models.nets.landmark_spec import landmark_spec
 from face3d.models.runtime.aot import net_layout
 from face3d.models.runtime.runners import Net, NetRunners
-
-DETECTOR_INPUT = 128
-DETECTOR_FILE = "face_detection_short_range.tflite"
 
 
 class StageClock:
@@ -84,7 +92,12 @@ class FrontEnd:
         dtype: torch.dtype = torch.float32,
         landmark_model: str = "v2",
         max_faces: int = 4,
+        extended: bool = True,
     ) -> None:
+        """``extended``: beyond MediaPipe's graphs, for faces turned to profile, occluded or far (the
+        full-range detector where the short-range one finds nothing, ROI retries where the landmark
+        net rejects a face); False runs MediaPipe's graphs as they are (the baseline
+        bench/detection_rate.py measures against)."""
         self.device = torch.device(device)
         # The fp16-dequantised weights produce denormal floats, which x86 CPUs process ~40x slower
         # (measured: 468 net 1.4 s -> 37 ms per face). Process-wide, but one front end owns its process.
@@ -99,8 +112,14 @@ class FrontEnd:
         self.dtype = dtype
         self.max_faces = max_faces
         self.spec = landmark_spec(landmark_model)
-        self.detector = load_face_detector(cache_dir).to(self.device).eval()
-        self.detector.net.to(dtype)
+        # runner name -> spec; the full-range net runs only on photos the short-range one finds no face on
+        self.detectors: dict[str, DetectorSpec] = {"detector": SHORT_RANGE}
+        self.extended = extended
+        if extended:
+            self.detectors["detector-full"] = FULL_RANGE
+        detectors = {name: load_face_detector(cache_dir, spec) for name, spec in self.detectors.items()}
+        for detector in detectors.values():
+            detector.to(self.device).eval().net.to(dtype)
         self.mesh = self.spec.load(cache_dir).to(self.device).eval()
         self.mesh.net.to(dtype)
         self.blendshapes: BlendshapeNet | None = None
@@ -111,9 +130,10 @@ class FrontEnd:
         side = self.spec.input_size
         self._mesh_net = f"mesh-{landmark_model}"
         nets = {
-            "detector": Net(self.detector, (3, DETECTOR_INPUT, DETECTOR_INPUT), hashes[DETECTOR_FILE]),
-            self._mesh_net: Net(self.mesh, (3, side, side), hashes[self.spec.weights_file]),
+            name: Net(detectors[name], (3, spec.input_size, spec.input_size), hashes[spec.weights_file])
+            for name, spec in self.detectors.items()
         }
+        nets[self._mesh_net] = Net(self.mesh, (3, side, side), hashes[self.spec.weights_file])
         if self.blendshapes is not None:  # eager it costs more than the landmark net's crop
             nets["blendshapes"] = Net(self.blendshapes, (478, 3), hashes[BLENDSHAPES_FILE])
         self.runners = NetRunners(nets, self.device, self.buckets, cuda_graphs)
@@ -125,7 +145,7 @@ class FrontEnd:
     def describe(self) -> dict[str, Any]:
         """The nets, their weights and how they run: the part of a backend's ``describe`` (for
         /v1/models and every result.json) that the front end knows; the backend adds its own name."""
-        files = (DETECTOR_FILE, *self.spec.weight_files)
+        files = (*(spec.weights_file for spec in self.detectors.values()), *self.spec.weight_files)
         hashes = weight_hashes()
         return {
             "model": f"face-mesh-{self.landmark_model}",
@@ -170,6 +190,42 @@ class FrontEnd:
             return tensor.pin_memory().to(self.device, non_blocking=True)
         return tensor
 
+    def _detect(self, name: str, batch: Tensor, sizes: Tensor, max_faces: int) -> Detections:
+        """One detector's faces on a padded batch: its letterbox and score threshold, the landmark
+        spec's NMS."""
+        detector = self.detectors[name]
+        x, frames = letterbox(batch, sizes, detector.input_size)
+        boxes, keypoints, scores = self._bucketed(self.runners.get(name), x)
+        return select_faces(
+            boxes, keypoints, scores, frames, max_faces=max_faces,
+            score_threshold=detector.score_threshold, iou_threshold=self.spec.nms_iou,
+        )  # fmt: skip
+
+    def _retry(
+        self,
+        batch: Tensor,
+        sizes: Tensor,
+        face_image: Tensor,
+        rois: Tensor,
+        points: Tensor,
+        presence: Tensor,
+        rejected: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The rejected faces' landmark net again in the spec's retry ROIs (models/nets/landmark_spec.py
+        says why); each face keeps whichever of its ROIs the net finds the face most present in.
+        Returns points, presence and rois of every face, updated where a retry did better."""
+        spec = self.spec
+        tries = spec.retry_rois(rois[rejected], spec.to_image(points[rejected], rois[rejected]))
+        crops = spec.crops(batch, sizes, face_image[rejected].repeat(2), tries)
+        retried, again = self._bucketed(self.runners.get(self._mesh_net), crops)
+        best = again.view(2, -1).argmax(dim=0) * len(rejected)
+        best += torch.arange(len(rejected), device=best.device)
+        better = again[best] > presence[rejected]
+        chosen, best = rejected[better], best[better]
+        points, presence, rois = points.clone(), presence.clone(), rois.clone()
+        points[chosen], presence[chosen], rois[chosen] = retried[best], again[best], tries[best]
+        return points, presence, rois
+
     @torch.inference_mode()
     def locate(
         self, images: Sequence[np.ndarray], all_faces: bool = False, clock: StageClock | None = None
@@ -179,12 +235,13 @@ class FrontEnd:
         clock; the caller marks ``landmarks`` once it has used them."""
         spec = self.spec
         batch, sizes = pad_images([self._upload(im) for im in images])
-        x, frames = letterbox(batch, sizes)
-        boxes, keypoints, scores = self._bucketed(self.runners.get("detector"), x)
-        detections = select_faces(
-            boxes, keypoints, scores, frames, max_faces=self.max_faces if all_faces else 1,
-            iou_threshold=spec.nms_iou,
-        )  # fmt: skip
+        count = self.max_faces if all_faces else 1
+        detections = self._detect("detector", batch, sizes, count)
+        if self.extended:
+            unseen = (~detections.valid[:, 0]).nonzero().flatten()  # one host sync
+            if len(unseen):  # small faces far from the camera: none on a photo with a face found
+                far = self._detect("detector-full", batch[unseen], sizes[unseen], count)
+                detections = detections.replaced(unseen, far)
         face_image, boxes, keypoints, scores = detections.flatten()
         if clock is not None:
             clock.mark("detect")
@@ -194,6 +251,12 @@ class FrontEnd:
             rois = spec.rois(boxes, keypoints)
             crops = spec.crops(batch, sizes, face_image, rois)
             points, presence = self._bucketed(self.runners.get(self._mesh_net), crops)
+            if self.extended:
+                rejected = (presence < spec.presence_threshold).nonzero().flatten()  # one host sync
+                if len(rejected):  # none on a photo whose faces the net finds at once
+                    points, presence, rois = self._retry(
+                        batch, sizes, face_image, rois, points, presence, rejected
+                    )
             keep = presence >= spec.presence_threshold  # the net may reject every detection
             face_image, boxes, scores, presence, rois = (
                 t[keep] for t in (face_image, boxes, scores, presence, rois)

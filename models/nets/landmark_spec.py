@@ -26,6 +26,10 @@ Where they differ, the spec says so:
   default) instead of the legacy graph's 0.3; same BlazeFace net and letterbox otherwise.
 * ``presence_threshold``: faces whose face-presence score falls below it are dropped (both 0.5).
 
+Beyond MediaPipe: a face the net rejects in its detection ROI gets two more tries (``retry_rois``:
+upright, and from its landmarks), which finds faces turned 60-90° that the eye keypoints' angle
+tilts out of the net's reach (bench/detection_rate.py measures it against MediaPipe's pipelines).
+
 ROIs are (F, 5) = (centre x, centre y, width, height, angle in radians) in image pixels; output
 points are image pixels (pixel k's centre at k, as in models/nets/detector.py), z in the same pixel
 scale as x, smaller = closer (MediaPipe's convention, relative to the face's centre depth).
@@ -85,10 +89,33 @@ class LandmarkSpec:
         size = boxes[:, 2:] - boxes[:, :2]
         if self.square:
             size = size.max(dim=1, keepdim=True).values.expand(-1, 2)
-        eyes = keypoints[:, 1] - keypoints[:, 0]
-        angle = torch.atan2(eyes[:, 1], eyes[:, 0])
-        angle = angle - 2 * math.pi * torch.floor((angle + math.pi) / (2 * math.pi))  # into [-pi, pi)
+        angle = _level_angle(keypoints[:, 0], keypoints[:, 1])
         return torch.cat([centre, size * self.roi_scale, angle[:, None]], dim=1)
+
+    def retry_rois(self, rois: Tensor, landmarks: Tensor) -> Tensor:
+        """Two more ROIs (2F,5) for faces (F) the net rejected in their detection ROIs: first every
+        upright ROI, then every ROI drawn from the rejected landmarks.
+
+        Why: the detection ROI turns the crop by the line between BlazeFace's two eye keypoints,
+        which near profile (60-90° yaw) lie a few pixels apart, so its angle is noise (tens of
+        degrees) and the net sees a tilted face it calls absent. Upright: the same rectangle, not
+        turned (photos are mostly upright). From landmarks: MediaPipe's own tracking ROI
+        (FaceLandmarksToRoi: the landmarks' box squared on its long side, enlarged ``roi_scale``,
+        turned by the eye corners 33 -> 263), which re-centres a crop the detection box put off the
+        face. The presence threshold stays as it is: tests/test_profile_detection.py checks that
+        the retries find no face on the no-face photos that MediaPipe's pipeline does not.
+        """
+        upright = torch.cat([rois[:, :4], torch.zeros_like(rois[:, 4:])], dim=1)
+        return torch.cat([upright, self.tracking_rois(landmarks)])
+
+    def tracking_rois(self, landmarks: Tensor) -> Tensor:
+        """MediaPipe's tracking ROIs (F,5) of faces' image landmarks (F,N,3): FaceLandmarksToRoi's
+        landmark box, squared on its long side, enlarged ``roi_scale``, turned by the eye corners."""
+        xy = landmarks[..., :2]
+        low, high = xy.min(dim=1).values, xy.max(dim=1).values
+        side = (high - low).max(dim=1, keepdim=True).values.expand(-1, 2) * self.roi_scale
+        angle = _level_angle(xy[:, _RIGHT_EYE_CORNER], xy[:, _LEFT_EYE_CORNER])
+        return torch.cat([(low + high) / 2, side, angle[:, None]], dim=1)
 
     def crops(self, images: Tensor, sizes: Tensor, face_image: Tensor, rois: Tensor) -> Tensor:
         """Net inputs (F,3,S,S) in [0, 1]: each face's ROI of its image, borders replicated.
@@ -105,6 +132,17 @@ class LandmarkSpec:
         xy = origin[:, None, :] + uv[..., 0:1] * x_axis[:, None, :] + uv[..., 1:2] * y_axis[:, None, :]
         z = points[..., 2:3] * (rois[:, None, 2:3] / self.input_size)
         return torch.cat([xy, z], dim=-1)
+
+
+# The subject's outer eye corners in the FaceMesh topology (all three nets share its first 468 points).
+_RIGHT_EYE_CORNER, _LEFT_EYE_CORNER = 33, 263
+
+
+def _level_angle(right_eye: Tensor, left_eye: Tensor) -> Tensor:
+    """The rotation (F,) in [-pi, pi) that brings the subject's right eye level with the left."""
+    eyes = left_eye - right_eye
+    angle = torch.atan2(eyes[:, 1], eyes[:, 0])
+    return angle - 2 * math.pi * torch.floor((angle + math.pi) / (2 * math.pi))
 
 
 def _roi_axes(rois: Tensor) -> tuple[Tensor, Tensor, Tensor]:

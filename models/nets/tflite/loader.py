@@ -2,10 +2,10 @@
 
 Why rebuild instead of running TFLite: one runtime for every stage, batches of any size, any torch
 device and dtype, and ``torch.compile``. The flatbuffer is parsed once with the ``tflite`` schema
-package; every weight is converted at load time (fp16 constants dequantised to fp32, kernels
-transposed to torch's OIHW layout, TFLite SAME padding resolved to explicit pads, axes mapped to the
-torch layout), so ``forward`` is a fixed sequence of torch calls whose arguments are plain Python
-ints and floats. The parsing lives in ``models/nets/tflite/reader.py``, the op modules in
+package; every weight is converted at load time (fp16 constants dequantised to fp32, sparse ones
+densified, kernels transposed to torch's OIHW layout, TFLite SAME padding resolved to explicit pads,
+axes mapped to the torch layout), so ``forward`` is a fixed sequence of torch calls whose arguments
+are plain Python ints and floats. The parsing lives in ``models/nets/tflite/reader.py``, the op modules in
 ``models/nets/tflite/ops.py`` (builtins) and ``models/nets/tflite/custom_ops.py`` (MediaPipe's custom ops).
 
 Layout: every 4-D activation runs NCHW internally (torch's native conv layout); other ranks keep
@@ -87,9 +87,9 @@ def load_tflite(path: Path) -> TFLiteModule:
         name = tflite.opcode2name(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
         inputs = tuple(int(i) for i in op.InputsAsNumpy() if i >= 0)
         output = int(op.Outputs(0))
-        if name == "DEQUANTIZE":
+        if name in ("DEQUANTIZE", "DENSIFY"):  # of constants: resolved here, at load
             if inputs[0] not in reader.constants:
-                raise NotImplementedError(f"{path.name}: DEQUANTIZE of a runtime tensor")
+                raise NotImplementedError(f"{path.name}: {name} of a runtime tensor")
             reader.constants[output] = reader.float_const(inputs[0])
             continue
         if op.OutputsLength() != 1:

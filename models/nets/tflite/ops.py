@@ -231,3 +231,29 @@ class Slice(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x[tuple(b if isinstance(b, int) else slice(*b) for b in self.bounds)]
+
+
+class ResizeBilinear(nn.Module):
+    """RESIZE_BILINEAR to a fixed size: TFLite's half-pixel centres are torch's align_corners=False."""
+
+    def __init__(self, size: tuple[int, int], align_corners: bool) -> None:
+        super().__init__()
+        self.size, self.align_corners = size, align_corners
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.interpolate(x, size=self.size, mode="bilinear", align_corners=self.align_corners)
+
+
+class DepthToSpace(nn.Module):
+    """DEPTH_TO_SPACE on an NCHW tensor with TFLite's channel order: input channel (i * b + j) * C + c
+    lands at output channel c, offset (i, j) in its b x b block (torch's pixel_shuffle puts c first)."""
+
+    def __init__(self, block: int) -> None:
+        super().__init__()
+        self.block = block
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, channels, height, width = x.shape
+        b = self.block
+        blocks = x.reshape(n, b, b, channels // (b * b), height, width).permute(0, 3, 4, 1, 5, 2)
+        return blocks.reshape(n, channels // (b * b), height * b, width * b)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import flatbuffers
 import numpy as np
 import tflite
 import torch
@@ -28,11 +29,13 @@ from face3d.models.nets.tflite.ops import (
     Binary,
     Concat,
     Conv,
+    DepthToSpace,
     MaxPool,
     Pad,
     PReLU,
     Reduce,
     Reshape,
+    ResizeBilinear,
     Slice,
     Transpose,
     Unary,
@@ -60,6 +63,44 @@ def _checked_activation(options: object | None) -> int:
     return code
 
 
+_SEGMENT_VECTORS = {1: tflite.Int32Vector, 2: tflite.Uint16Vector, 3: tflite.Uint8Vector}  # SparseIndexVector
+
+
+def _index_vector(table: flatbuffers.table.Table, kind: int) -> np.ndarray:
+    vector = _SEGMENT_VECTORS[kind]()
+    vector.Init(table.Bytes, table.Pos)
+    return vector.ValuesAsNumpy().astype(np.int64)
+
+
+def _densify(values: np.ndarray, shape: tuple[int, ...], sparsity: tflite.SparsityParameters) -> np.ndarray:
+    """A sparse constant (TFLite's SparsityParameters: dimensions in order, each DENSE or CSR, no
+    blocks, as MediaPipe's sparse full-range BlazeFace stores its kernels) as a dense array.
+
+    Walks the dimensions outermost first, keeping for every element reached so far its flat index in
+    the dense array and its position in the level (a CSR level's children of position p are
+    segments[p]..segments[p+1], at coordinates indices[...]); the last level's positions index values.
+    """
+    if sparsity.BlockMapLength() or list(sparsity.TraversalOrderAsNumpy()) != list(range(len(shape))):
+        raise NotImplementedError("block-sparse or reordered sparse constant")
+    flat, position = np.zeros(1, np.int64), np.zeros(1, np.int64)
+    for axis, size in enumerate(shape):
+        meta = sparsity.DimMetadata(axis)
+        if meta.Format() == tflite.DimensionType.DENSE:
+            span = np.arange(meta.DenseSize())
+            flat = (flat[:, None] * size + span).ravel()
+            position = (position[:, None] * meta.DenseSize() + span).ravel()
+            continue
+        segments = _index_vector(meta.ArraySegments(), meta.ArraySegmentsType())
+        indices = _index_vector(meta.ArrayIndices(), meta.ArrayIndicesType())
+        counts = segments[position + 1] - segments[position]
+        children = np.concatenate([np.arange(segments[p], segments[p + 1]) for p in position])
+        flat = np.repeat(flat, counts) * size + indices[children]
+        position = children
+    dense = np.zeros(int(np.prod(shape)), values.dtype)
+    dense[flat] = values[position]
+    return dense.reshape(shape)
+
+
 class GraphReader:
     """Reads one subgraph: static shapes, constants (fp16 dequantised) and per-op module builders."""
 
@@ -76,8 +117,12 @@ class GraphReader:
                     raise NotImplementedError(
                         f"constant {tensor.Name()!r} has unsupported type {tensor.Type()}"
                     )
-                raw = buffer.DataAsNumpy().tobytes()
-                self.constants[i] = np.frombuffer(raw, dtype).reshape(self.shape(i)).copy()
+                values = np.frombuffer(buffer.DataAsNumpy().tobytes(), dtype)
+                sparsity = tensor.Sparsity()
+                if sparsity is not None:
+                    self.constants[i] = _densify(values, self.shape(i), sparsity)
+                else:
+                    self.constants[i] = values.reshape(self.shape(i)).copy()
 
     def shape(self, index: int) -> tuple[int, ...]:
         tensor = self.graph.Tensors(index)
@@ -241,6 +286,16 @@ class GraphReader:
             bounds = [bounds[a] for a in NCHW_TO_NHWC_AXIS]
         return Slice(tuple(bounds))
 
+    def resize_bilinear(self, op: tflite.Operator) -> nn.Module:
+        o = self.options(op, tflite.ResizeBilinearOptions)
+        if not (o.AlignCorners() or o.HalfPixelCenters()):
+            raise NotImplementedError("RESIZE_BILINEAR without half-pixel centres or aligned corners")
+        _, height, width, _ = self.shape(int(op.Outputs(0)))
+        return ResizeBilinear((height, width), bool(o.AlignCorners()))
+
+    def depth_to_space(self, op: tflite.Operator) -> nn.Module:
+        return DepthToSpace(self.options(op, tflite.DepthToSpaceOptions).BlockSize())
+
     def custom(self, op: tflite.Operator, name: str) -> nn.Module:
         options = flexbuffers.Loads(bytes(op.CustomOptionsAsNumpy())) if op.CustomOptionsLength() else {}
         if name == "Landmarks2TransformMatrix":
@@ -279,4 +334,6 @@ class GraphReader:
             "RESHAPE": self.reshape,
             "CONCATENATION": self.concat,
             "STRIDED_SLICE": self.strided_slice,
+            "RESIZE_BILINEAR": self.resize_bilinear,
+            "DEPTH_TO_SPACE": self.depth_to_space,
         }
