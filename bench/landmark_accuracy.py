@@ -9,12 +9,18 @@ annotation is mapped to iBUG-68 (models/geometry/ibug68.py) and scored by
     NME = mean point error / sqrt(width * height of the annotated points' bounding box)
 
 A sanity check, not a target to tune to: four photos say little, and the mesh -> iBUG-68 mapping is
-itself approximate (iBUG's jaw and brow points lie on contours that mesh vertices only sample).
+itself approximate (iBUG's jaw and brow points lie on contours that mesh vertices only sample; on a
+turned face the net's jaw stays on the hidden side's surface while iBUG's follows the outline).
+bench/ict_nme.py scores every 68-point set an ``ict`` result carries (the net's mapped points and the
+fitted head's, jaw on its silhouette) with each photo's yaw, on these photos and their mirror images.
 Einstein's face (about 90 px in an 817x1024 photo) is too small for the short-range detector; it is
 scored on a crop of three times its annotated box (marked *), so that the nets still get compared.
 
 Agreement with MediaPipe: V2's landmarks and blendshape scores against those its own Face Landmarker
 recorded on every reference photo (median landmark distance in px, worst score difference).
+
+Detection up to profile: the V2 front end's faces on the profile / occluded set and on photos
+without faces, against MediaPipe's recorded ones (bench/detection_rate.py, which also runs alone).
 
 Speed: the landmark stage alone (crop, net, back-projection; detection excluded), eager, CPU, per
 face, for one face and for a batch of 8, median of ``--runs``; plus the blendshape net per face.
@@ -37,6 +43,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from bench.detection_rate import detection_rates, print_rates
 from face3d.models.geometry.ibug68 import ibug68
 from face3d.models.nets.blendshapes import BLENDSHAPE_NAMES, load_blendshapes
 from face3d.models.nets.frontend import FrontEnd
@@ -159,6 +166,8 @@ def main() -> None:
             print(f"{photo_name:14s}" + "".join(cells))
         print(f"{'mean':14s}" + "".join(f"{np.nanmean(table[n.name]):9.4f} " for n in nets))
         mediapipe_agreement(nets[-1])
+        print("\nDetection on the profile / occluded set (bench/detection_rate.py), the default V2 net")
+        print_rates(detection_rates(nets[-1].front_end))
 
         print(f"\nlandmark stage, CPU eager, {args.threads} thread(s), median of {args.runs}: ms per face")
         print("(wall: elapsed; cpu: process CPU time, all threads summed, unaffected by other processes)")

@@ -16,12 +16,18 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 
-from face3d.models.errors import ModelError, NoFaceError, OptionsError
-from face3d.models.export.document import ResultDocument, add_result_json, result_json
+from face3d.models.errors import ImageError, ModelError, NoFaceError, OptionsError
+from face3d.models.export.document import (
+    ResultDocument,
+    add_document,
+    add_result_json,
+    person_result_json,
+    result_json,
+)
 from face3d.models.export.files import FORMATS, TextureFormat, export_files
 from face3d.models.export.mesh import MeshExport
 from face3d.models.imageio import decode_image
-from face3d.models.reconstruction import Reconstruction
+from face3d.models.reconstruction import PersonReconstruction, Reconstruction
 
 if TYPE_CHECKING:  # the options above are read by the API process, which never imports torch
     from face3d.models.backends import ReconstructionBackend
@@ -40,6 +46,14 @@ Lighting = Literal["remove", "keep"]
 LIGHTING: tuple[Lighting, ...] = get_args(Lighting)
 """``remove`` (default): an evenly lit texture, the photo's estimated light divided out; ``keep``:
 the photo's light baked in as photographed. Either way result.json carries the estimated light."""
+
+
+MIN_PERSON_PHOTOS = 2
+MAX_PERSON_PHOTOS = 8
+"""Photos of one person a person-mode head is fitted to: one photo is the single-photo path, and the
+joint fit and the per-photo bakes grow with the count (a deployment may allow fewer)."""
+PERSON_FORMATS = ALL_FORMATS - {"preview"}
+"""The preview draws a mesh over one photo: a head of several photos has no one photo to draw over."""
 
 
 def uv_sizes(largest: int = MAX_UV_SIZE) -> list[int]:
@@ -115,6 +129,21 @@ class ReconstructOptions:
         return self.uv_size, self.all_faces, self.lighting
 
 
+def check_person(count: int, options: ReconstructOptions, largest: int = MAX_PERSON_PHOTOS) -> None:
+    """OptionsError unless ``count`` photos and ``options`` make a person-mode request (2..``largest``
+    photos; no preview, no ``all_faces``: each photo gives its largest face)."""
+    if not MIN_PERSON_PHOTOS <= count <= largest:
+        raise OptionsError(
+            f"person mode takes {MIN_PERSON_PHOTOS} to {largest} photos of one person, got {count}"
+        )
+    if options.formats - PERSON_FORMATS:
+        raise OptionsError(
+            f"person mode writes no preview; formats must be from {','.join(sorted(PERSON_FORMATS))}"
+        )
+    if options.all_faces:
+        raise OptionsError("person mode takes the largest face of each photo: all_faces does not apply")
+
+
 @dataclass
 class Exported:
     """One image's files by name and its result document (the content of result.json)."""
@@ -135,8 +164,11 @@ def export_result(
 
     Standalone (no backend needed) so encoder processes can run it with only the backend's export hooks
     (``ReconstructionBackend.mesh_export()``, no weights).
-    ``image`` is needed only for the preview.
+    ``image`` is needed only for the preview. A ``PersonReconstruction`` (several photos of one person)
+    gives the same files of its one head and a ``PersonResultDocument``.
     """
+    if isinstance(rec, PersonReconstruction):
+        return _export_person(rec, options, exporter, model_info)
     if not rec.faces:
         raise NoFaceError("no face was detected")
     start = time.perf_counter()
@@ -156,6 +188,28 @@ def export_result(
         document = add_result_json(files, rec, model_info, fields, start)
     else:
         document = result_json(rec, model_info, list(files), fields)
+    return Exported(files, document, (time.perf_counter() - start) * 1000.0)
+
+
+def _export_person(
+    rec: PersonReconstruction, options: ReconstructOptions, exporter: MeshExport, model_info: dict[str, Any]
+) -> Exported:
+    """``export_result`` of one person's head: its files as one face's, result.json with every photo."""
+    if not rec.faces:
+        raise NoFaceError("no face was detected in any of the photos")
+    start = time.perf_counter()
+    formats = options.formats - {"json", "preview"}
+    files = export_files(
+        rec, None, exporter, formats, options.texture_format, model_info, neutral=options.neutral
+    )
+    fields = [exporter.json_fields(face, options.neutral) for face in rec.faces]
+    photo_fields = [
+        {} if p.face is None else exporter.json_fields(p.face, options.neutral) for p in rec.photos
+    ]
+    listed = [*files, "result.json"] if "json" in options.formats else list(files)
+    document = person_result_json(rec, model_info, listed, fields, photo_fields)
+    if "json" in options.formats:
+        add_document(files, document, start)
     return Exported(files, document, (time.perf_counter() - start) * 1000.0)
 
 
@@ -184,6 +238,41 @@ class Pipeline:
         return self.backend.reconstruct(
             images, uv_size=options.uv_size, all_faces=options.all_faces, lighting=options.lighting
         )
+
+    def reconstruct_person(
+        self, images: Sequence[np.ndarray], names: Sequence[str], options: ReconstructOptions
+    ) -> PersonReconstruction:
+        """One head from decoded photos of one person (``names``: their file names, for the result)."""
+        rec = self.backend.reconstruct_person(images, uv_size=options.uv_size, lighting=options.lighting)
+        for photo, name in zip(rec.photos, names, strict=True):
+            photo.name = name
+        return rec
+
+    def decode_photos(self, photos: Sequence[tuple[str, bytes]]) -> list[np.ndarray]:
+        """Every photo of a person decoded; a photo that is not a readable image fails the request
+        (ImageError naming it): unlike a photo without a face, it was never a photo of the person."""
+        images = []
+        for index, (name, data) in enumerate(photos):
+            try:
+                images.append(self.decode(data))
+            except ImageError as exc:
+                raise ImageError(exc.kind, f"photo {index} ({name}): {exc}") from None
+        return images
+
+    def run_person(self, photos: Sequence[tuple[str, bytes]], options: ReconstructOptions) -> PipelineItem:
+        """Every stage for (name, bytes) photos of one person: one item, never raising a ModelError."""
+        item = PipelineItem()
+        try:
+            check_person(len(photos), options)
+            start = time.monotonic()
+            images = self.decode_photos(photos)
+            item.timings_ms["decode"] = (time.monotonic() - start) * 1000.0
+            rec = self.reconstruct_person(images, [name for name, _ in photos], options)
+            item.timings_ms.update(rec.timings_ms)
+            item.exported = self.export(rec, None, options)
+        except ModelError as exc:
+            item.error = exc
+        return item
 
     def export(self, rec: Reconstruction, image: np.ndarray | None, options: ReconstructOptions) -> Exported:
         return export_result(rec, image, options, self.backend.mesh_export(), self.backend.describe())

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -117,3 +117,38 @@ def per_image(
         Reconstruction(int(im.shape[1]), int(im.shape[0]), found, dict(share))
         for im, found in zip(images, faces, strict=True)
     ]
+
+
+PhotoStatus = Literal["fitted", "no-face", "outlier"]
+"""A person-mode photo's part in the head: ``fitted`` (in the joint fit and the bake), ``no-face`` (none
+found) or ``outlier`` (its own identity lies far from the other photos': left out, not averaged in)."""
+
+
+@dataclass
+class PersonPhoto:
+    """One photo of a person-mode reconstruction (several photos of one person, one head).
+
+    ``face`` is the photo's own face: for a fitted photo its landmarks, pose and expression with the
+    person's joint identity; for an outlier its single-photo fit (what made it an outlier); none
+    without a face. Its ``texture`` is empty: the head has the one texture, baked from every fitted photo.
+    """
+
+    width: int
+    height: int
+    status: PhotoStatus
+    name: str = ""  # the photo's file name as uploaded (set by whoever read it)
+    face: Face | None = None
+    identity_distance_mm: float | None = None  # RMS at the landmarks, own identity vs the photos' median
+    texture_share: float = 0.0  # share of the head's photo-backed texels this photo supplies, 0..1
+
+
+@dataclass
+class PersonReconstruction(Reconstruction):
+    """Several photos of one person as one head: ``faces`` holds that head alone (the reference photo's
+    landmarks, pose and expression, the joint identity, the texture baked from every fitted photo);
+    ``width`` and ``height`` are the reference photo's. ``photos`` has one entry per input, in order."""
+
+    photos: list[PersonPhoto] = field(default_factory=list)
+    reference: int = 0  # the input whose pose and expression the head carries (the most frontal)
+    seen_share: float = 0.0  # share of the head's texels that some photo shows (weight >= 0.5)
+    reference_seen_share: float = 0.0  # the same from the reference photo alone

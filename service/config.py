@@ -28,7 +28,13 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from face3d.models.pipeline import DEFAULT_UV_SIZE, MAX_UV_SIZE, check_uv_size
+from face3d.models.pipeline import (
+    DEFAULT_UV_SIZE,
+    MAX_PERSON_PHOTOS,
+    MAX_UV_SIZE,
+    MIN_PERSON_PHOTOS,
+    check_uv_size,
+)
 
 DEFAULT_CONFIG_FILE = Path("api_config.yaml")
 
@@ -97,6 +103,8 @@ class Settings(BaseSettings):
     max_pixels: int = Field(40_000_000, ge=1)
     max_batch_items: int = Field(16, ge=1)
     max_batch_pixels: int = Field(64_000_000, ge=1)
+    max_person_photos: int = Field(MAX_PERSON_PHOTOS, ge=MIN_PERSON_PHOTOS, le=MAX_PERSON_PHOTOS)
+    max_person_body_bytes: int = Field(40_000_000, ge=1)
     upload_buffer_bytes: int = Field(256_000_000, ge=1)
     body_timeout_s: float = Field(60.0, gt=0)
     max_inflight_requests: int = Field(256, ge=1)
@@ -205,8 +213,11 @@ class Settings(BaseSettings):
         if self.uv_size > self.max_uv_size:
             raise ValueError(f"uv_size {self.uv_size} exceeds max_uv_size {self.max_uv_size}")
         check_uv_size(self.uv_size, self.max_uv_size, "uv_size")
-        if self.upload_buffer_bytes < self.max_body_bytes:
-            raise ValueError("upload_buffer_bytes must be at least max_body_bytes (one upload must fit)")
+        if self.upload_buffer_bytes < max(self.max_body_bytes, self.max_person_body_bytes):
+            raise ValueError(
+                "upload_buffer_bytes must be at least max_body_bytes and max_person_body_bytes "
+                "(one upload must fit)"
+            )
         if self.quota_redis_url and urlsplit(self.quota_redis_url).scheme not in ("redis", "rediss", "unix"):
             raise ValueError("quota_redis_url must be a redis://, rediss:// or unix:// URL")
         if self.storage == "s3" and not self.s3_bucket:

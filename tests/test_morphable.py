@@ -222,7 +222,8 @@ def test_project_landmarks68(fitter: IctFitter) -> None:
     )
     shape = fitter.model.shape(identity[0].numpy(), expression[0].numpy())
     want = pose.to_image(torch.tensor(shape[fitter.model.landmarks68]))[0]
-    assert torch.allclose(fitter.project_landmarks68(exact)[0], want, atol=1e-3)
+    # the jaw (0-16) follows the silhouette at the pose: tests/test_ict_contour.py
+    assert torch.allclose(fitter.project_landmarks68(exact)[0, 17:], want[17:], atol=1e-3)
     fitted = fitter.project_landmarks68(fitter.fit(lm))
     assert (fitted - fitter.project_landmarks68(exact))[..., :2].norm(dim=-1).mean() < 1.0
 

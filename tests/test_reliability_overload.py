@@ -26,13 +26,16 @@ LONG = os.environ.get("RELIABILITY_LONG") == "1"
 OVERLOAD_S = 30 if LONG else 5
 
 
+MAX_QUEUE_WAIT_S = 0.1  # admission refuses a job whose expected wait exceeds this
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     # One single-image worker (batching buys little on a CPU and costs latency) and a latency bound
     # on admission: jobs are refused once the wait they would face exceeds 0.1 s.
     server = launch(
         tmp_path_factory.mktemp("overload"), max_batch=1, batch_buckets=[1], torch_threads=1, max_queue=16,
-        max_queue_wait_s=0.1, quota_burst=10**6, quota_rate_per_s=10**6, max_wait_ms=0,
+        max_queue_wait_s=MAX_QUEUE_WAIT_S, quota_burst=10**6, quota_rate_per_s=10**6, max_wait_ms=0,
     )  # fmt: skip
     server.wait_ready()
     yield server
@@ -92,5 +95,9 @@ def test_overload_sheds_fast_and_admitted_stay_fast(server: Server, tmp_path: Pa
     assert set(counts) <= {200, 503}, counts
     assert shed and all(o.retry_after for o in shed)
     assert percentile([o.seconds for o in shed], 99) < 0.25  # fast: refused before any work
-    assert admitted and percentile(admitted, 99) <= 3 * unloaded
+    # Admitted jobs may wait up to MAX_QUEUE_WAIT_S by design, on cores shared with the refusals and the
+    # load generator: their p99 is bounded by 3x the unloaded p99 plus that wait. (The bound without the
+    # wait held only while the unloaded p99 of 20 requests caught a slow outlier: 138-151 ms at 76d8138
+    # against 76 ms since, with admitted p99s of 243-312 and 252-265 ms alike.)
+    assert admitted and percentile(admitted, 99) <= 3 * unloaded + MAX_QUEUE_WAIT_S
     assert after <= unloaded  # recovered: the median is back under the unloaded p99

@@ -18,8 +18,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from face3d.models.errors import OptionsError
 from face3d.models.export.mesh import MeshExport
-from face3d.models.reconstruction import Reconstruction
+from face3d.models.reconstruction import PersonReconstruction, Reconstruction
 from face3d.models.runtime.aot import CompileUnit, Runner
 
 
@@ -73,6 +74,23 @@ class ReconstructionBackend(ABC):
 
         ``lighting``: "remove" asks for an evenly lit texture (the photo's estimated light divided
         out), "keep" for the photo's light as it is; backends that estimate no lighting ignore it."""
+
+    supports_person: ClassVar[bool] = False
+    """Whether ``reconstruct_person`` works: it needs a morphable model, whose identity several photos
+    can share (``/v1/models`` and the web page read it before offering person mode)."""
+
+    def reconstruct_person(
+        self, images: Sequence[np.ndarray], uv_size: int, lighting: str = "remove"
+    ) -> PersonReconstruction:
+        """Several (H, W, 3) uint8 RGB photos of one person -> one head: one identity fitted to every
+        photo with a face (one pose and expression each), one texture baked from all of them.
+
+        Optional: a backend without a morphable model has no identity to share, so the default refuses
+        with an OptionsError (a 422 ``validation`` problem, one line on the CLI)."""
+        raise OptionsError(
+            f"backend {self.name!r} cannot fit one person to several photos: it needs a morphable model "
+            "(backend ict)"
+        )
 
     @abstractmethod
     def describe(self) -> dict[str, Any]:

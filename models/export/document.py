@@ -22,9 +22,10 @@ from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler
 
 from face3d.models.export.serialize import rounded
 from face3d.models.geometry.ibug68 import MEDIAPIPE_MESH_POINTS, ibug68
-from face3d.models.reconstruction import Face, Reconstruction
+from face3d.models.reconstruction import Face, PersonReconstruction, PhotoStatus, Reconstruction
 
 RESULT_SCHEMA = "face3d.result/1"
+PERSON_SCHEMA = "face3d.person-result/1"
 COORDINATES = {
     "image": "pixels of the EXIF-corrected photo, origin top-left, x right, y down, "
     "z depth in pixel scale (smaller = closer)",
@@ -170,6 +171,49 @@ class ResultDocument(BaseModel):
     files: list[str]
 
 
+class PhotoResult(BaseModel):
+    """One photo of a person-mode result (several photos of one person, one head), in upload order."""
+
+    index: int = Field(description="the photo's position among the uploads, from 0")
+    name: str = Field(description="the photo's file name as uploaded")
+    status: PhotoStatus = Field(
+        description="fitted: in the joint fit and the texture; no-face: no face found; outlier: its own "
+        "identity lies far from the other photos' (left out, not averaged in)"
+    )
+    image: ImageSize
+    identity_distance_mm: float | None = Field(
+        None,
+        description="RMS distance, mm, at the landmarks between this photo's own fitted identity and the "
+        "photos' median (the outlier test: a photo from 3 mm is left out)",
+    )
+    texture_share: float = Field(description="share of the head's photo-backed texels taken from this photo")
+    face: FaceResult | None = Field(
+        None,
+        description="the photo's face: landmarks, pose, expression and fit residual with the joint "
+        "identity (fitted), or its own single-photo fit (outlier); no files of its own",
+    )
+
+
+class PersonResult(BaseModel):
+    """What a person-mode result adds: one entry per photo and how much of the head the photos show."""
+
+    reference: int = Field(description="the photo whose pose and expression the head carries (most frontal)")
+    texture_seen: float = Field(
+        description="share of the head's texels some photo shows (photo weight >= 0.5); the rest is "
+        "mirrored or filled"
+    )
+    texture_seen_reference: float = Field(description="the same share from the reference photo alone")
+    photos: list[PhotoResult]
+
+
+class PersonResultDocument(ResultDocument):
+    """result.json of several photos of one person: ``faces`` holds the one head (the reference photo's
+    landmarks and pose), ``image`` is the reference photo's size, ``person`` lists every photo."""
+
+    schema_: str = Field(PERSON_SCHEMA, alias="schema")
+    person: PersonResult
+
+
 def face_prefix(index: int, count: int) -> str:
     """File stem of one face: ``face`` when the image has one face, else ``face<index>``."""
     return "face" if count == 1 else f"face{index}"
@@ -223,17 +267,59 @@ def result_json(
     ``files`` names every file of this result (result.json included); each face also lists its own.
     ``face_fields``: per face, the members its backend adds (``MeshExport.json_fields``).
     """
+    return ResultDocument(**_members(rec, model_info, files, face_fields))
+
+
+def _members(
+    rec: Reconstruction,
+    model_info: dict[str, Any] | None,
+    files: list[str],
+    face_fields: Sequence[dict[str, Any]],
+) -> dict[str, Any]:
+    """The members every result document has (``result_json``'s), by name."""
     count = len(rec.faces)
-    return ResultDocument(
-        image=ImageSize(width=rec.width, height=rec.height),
-        model=ModelInfo.model_validate(model_info or {}),
-        timings_ms={k: round(float(v), 3) for k, v in rec.timings_ms.items()},
-        faces=[
+    return {
+        "image": ImageSize(width=rec.width, height=rec.height),
+        "model": ModelInfo.model_validate(model_info or {}),
+        "timings_ms": {k: round(float(v), 3) for k, v in rec.timings_ms.items()},
+        "faces": [
             _face_result(face, face_prefix(i, count), files, dict(fields))
             for i, (face, fields) in enumerate(zip(rec.faces, face_fields or [{}] * count, strict=True))
         ],
-        files=list(files),
+        "files": list(files),
+    }
+
+
+def person_result_json(
+    rec: PersonReconstruction,
+    model_info: dict[str, Any] | None,
+    files: list[str],
+    face_fields: Sequence[dict[str, Any]],
+    photo_fields: Sequence[dict[str, Any]],
+) -> PersonResultDocument:
+    """``result_json`` of a person-mode head plus one entry per photo (``photo_fields``: the backend's
+    members of each photo's face, ``{}`` for a photo without one)."""
+    photos = [
+        PhotoResult(
+            index=k,
+            name=photo.name,
+            status=photo.status,
+            image=ImageSize(width=photo.width, height=photo.height),
+            identity_distance_mm=None
+            if photo.identity_distance_mm is None
+            else round(photo.identity_distance_mm, 3),
+            texture_share=round(photo.texture_share, 4),
+            face=None if photo.face is None else _face_result(photo.face, "", [], dict(fields)),
+        )
+        for k, (photo, fields) in enumerate(zip(rec.photos, photo_fields, strict=True))
+    ]
+    person = PersonResult(
+        reference=rec.reference,
+        texture_seen=round(rec.seen_share, 4),
+        texture_seen_reference=round(rec.reference_seen_share, 4),
+        photos=photos,
     )
+    return PersonResultDocument(**_members(rec, model_info, files, face_fields), person=person)
 
 
 def dump_json(doc: ResultDocument) -> bytes:
@@ -251,7 +337,12 @@ def add_result_json(
 ) -> ResultDocument:
     """Add ``result.json`` to ``files`` and return its document: it lists every file, itself
     included, and the export's time since ``started`` (a ``time.perf_counter()``) among its timings."""
-    doc = result_json(rec, model_info, [*files, "result.json"], face_fields)
+    return add_document(files, result_json(rec, model_info, [*files, "result.json"], face_fields), started)
+
+
+def add_document(files: dict[str, bytes], doc: ResultDocument, started: float) -> ResultDocument:
+    """Add ``doc`` (which lists result.json among its files) to ``files`` as result.json, with the export's
+    time since ``started`` among its timings."""
     doc.timings_ms["export"] = round((time.perf_counter() - started) * 1000.0, 3)
     files["result.json"] = dump_json(doc)
     return doc

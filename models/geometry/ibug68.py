@@ -32,6 +32,8 @@ REGIONS = MappingProxyType(
     }
 )
 
+JAW = slice(*REGIONS["jaw"])  # 0-16, on the face's outline: a turned face's silhouette
+
 IBUG68_FROM_MEDIAPIPE: tuple[int, ...] = (
     # 0-16 jaw, along MediaPipe's face oval: subject's right, at eye level -> chin (152) -> left.
     # Picked so heights match iBUG's (0 at the eye corners, 3 at the nose base, 4 at the mouth).

@@ -21,7 +21,7 @@ from face3d.service.api.middleware import RequestContext
 from face3d.service.api.openapi import install_openapi
 from face3d.service.api.problems import install_handlers
 from face3d.service.api.quota import make_quota
-from face3d.service.api.routes import health, models, reconstruct, results, web
+from face3d.service.api.routes import health, models, person, reconstruct, results, web
 from face3d.service.api.uploads import UploadBudget
 from face3d.service.config import Settings, load_settings
 from face3d.service.storage import ResultStore, make_store
@@ -82,7 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.store = make_store(settings)
     install_handlers(app)
     app.add_middleware(RequestContext, max_inflight=settings.max_inflight_requests)
-    for router in (health.router, models.router, reconstruct.router, results.router):
+    for router in (health.router, models.router, reconstruct.router, person.router, results.router):
         app.include_router(router)
     if settings.web_ui:
         app.include_router(web.router)  # the page at / (service/web/); production manifests may turn it off

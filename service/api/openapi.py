@@ -28,7 +28,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from face3d.models.export.document import ResultDocument
-from face3d.models.pipeline import ALL_FORMATS, TEXTURE_FORMATS, uv_sizes
+from face3d.models.pipeline import ALL_FORMATS, MIN_PERSON_PHOTOS, TEXTURE_FORMATS, uv_sizes
 from face3d.service.api.problems import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
 from face3d.service.api.schemas import FieldError, ProblemDetails, ValidationProblem
 from face3d.service.api.uploads import RAW_IMAGE_TYPES
@@ -55,7 +55,7 @@ _WHY = {
     403: "forbidden: the token lacks the scope this route needs",
     404: "not-found: no such result or file for this tenant (or it expired)",
     408: "request-timeout: the body did not arrive within body_timeout_s",
-    413: "too-large: body bytes, pixel count, or too many images",
+    413: "too-large: body bytes, pixel count, or too many images (photos)",
     415: "unsupported-type: not multipart/form-data or a JPEG, PNG or WebP image",
     422: "validation: the request does not match the schema, or no-face: no face in the image",
     429: "quota-exceeded: the tenant's quota is spent (Retry-After says when to retry)",
@@ -237,7 +237,14 @@ def _apply_settings(path: str, operation: dict[str, Any], settings: Settings) ->
         form = operation["requestBody"]["content"]["multipart/form-data"]["schema"]
         form["properties"]["images"]["maxItems"] = settings.max_batch_items
     body = operation.get("requestBody")
-    if body is not None:
+    if path == "/v1/reconstruct/person":
+        images = body["content"]["multipart/form-data"]["schema"]["properties"]["images"]
+        images.update(minItems=MIN_PERSON_PHOTOS, maxItems=settings.max_person_photos)
+        body["description"] = (
+            f"{MIN_PERSON_PHOTOS} to {settings.max_person_photos} photos of one person, at most "
+            f"{settings.max_person_body_bytes} bytes together and {settings.max_pixels} pixels per photo"
+        )
+    elif body is not None:
         body["description"] = (
             f"at most {settings.max_body_bytes} bytes and {settings.max_pixels} pixels per image"
         )

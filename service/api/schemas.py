@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from face3d.models.export.document import FaceResult, ImageSize, ModelInfo
+from face3d.models.export.document import FaceResult, ImageSize, ModelInfo, PersonResult
 
 
 class ReconstructResult(BaseModel):
@@ -21,6 +21,13 @@ class ReconstructResult(BaseModel):
     files: dict[str, str] = Field(description="file name -> URL")
     timings_ms: dict[str, float] = Field(description="per stage: queue, decode, detect, landmarks, ...")
     expires_in_s: int
+
+
+class PersonReconstructResult(ReconstructResult):
+    """One head from several photos of one person: ``faces`` holds the head (the most frontal photo's
+    landmarks and pose, the joint identity), ``image`` that photo's size, ``person`` every photo."""
+
+    person: PersonResult
 
 
 class ProblemDetails(BaseModel):
@@ -97,6 +104,8 @@ class Limits(BaseModel):
     max_body_bytes: int
     max_pixels: int
     max_batch_items: int
+    max_person_photos: int = Field(description="most photos in one POST /v1/reconstruct/person")
+    max_person_body_bytes: int = Field(description="largest POST /v1/reconstruct/person body, all photos")
     formats: list[str]
 
 

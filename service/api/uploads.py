@@ -108,14 +108,17 @@ class _Reservation:
 
 
 @asynccontextmanager
-async def receive(request: Request, settings: Settings, budget: UploadBudget) -> AsyncIterator[bytes]:
+async def receive(
+    request: Request, settings: Settings, budget: UploadBudget, limit: int | None = None
+) -> AsyncIterator[bytes]:
     """The whole body, holding its bytes in ``budget`` until the block exits.
 
-    413 as soon as the body exceeds ``max_body_bytes`` (a declared Content-Length before reading
-    anything); 408 when it has not fully arrived within ``body_timeout_s``; 503 when the process's
-    upload memory is spoken for. A declared length is reserved up front, a chunked body as it comes.
+    413 as soon as the body exceeds ``limit`` (default ``max_body_bytes``; a declared Content-Length
+    before reading anything); 408 when it has not fully arrived within ``body_timeout_s``; 503 when the
+    process's upload memory is spoken for. A declared length is reserved up front, a chunked body as it
+    comes.
     """
-    limit = settings.max_body_bytes
+    limit = settings.max_body_bytes if limit is None else limit
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise Problem("too-large", f"the body is {declared} bytes; the limit is {limit}")

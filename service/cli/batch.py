@@ -17,7 +17,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from face3d.models.pipeline import ALL_FORMATS, Pipeline, ReconstructOptions
+from face3d.models.export.document import PersonResult, PersonResultDocument
+from face3d.models.pipeline import ALL_FORMATS, PERSON_FORMATS, Pipeline, ReconstructOptions, check_person
 from face3d.service.config import Settings
 from face3d.service.workers.devices import threads_per_worker, worker_devices
 
@@ -151,6 +152,48 @@ def run_reconstruct(
         else:
             print(f"{item.source} -> {item.out}")
     return 1 if failed else 0
+
+
+def run_person(
+    photos: Sequence[Path],
+    out_dir: Path,
+    uv_size: int | None,
+    formats: Sequence[str] | None,
+    settings: Settings,
+    texture: str = "png",
+    neutral: bool = False,
+    lighting: str = "remove",
+) -> int:
+    """Several photos of one person -> one head's files in ``out_dir`` (each written atomically), one
+    line per photo (fitted, no-face or outlier); exit code 1 when no photo shows a face."""
+    chosen = PERSON_FORMATS if formats is None else formats  # "all" less the preview (one photo's)
+    options = cli_options(settings, uv_size, chosen, texture, False, neutral, lighting)
+    check_person(len(photos), options)
+    uploads = []
+    for photo in map(Path, photos):
+        try:
+            uploads.append((photo.name, photo.read_bytes()))
+        except OSError as exc:
+            raise ValueError(f"{photo}: cannot read file ({exc.strerror or exc})") from None
+    item = _local_pipeline(settings).run_person(uploads, options)
+    if item.error is not None or item.exported is None:
+        print(f"error: {item.error}", file=sys.stderr)
+        return 1
+    for name, data in item.exported.files.items():
+        write_file_atomically(Path(out_dir) / name, data)
+    document = item.exported.document
+    assert isinstance(document, PersonResultDocument)
+    print_person(photos, document.person, out_dir)
+    return 0
+
+
+def print_person(photos: Sequence[Path], person: PersonResult, out_dir: Path) -> None:
+    """One line per photo (its part in the head), then where the head went: local and --server alike."""
+    for photo, entry in zip(photos, person.photos, strict=True):
+        face = entry.face
+        detail = "" if face is None else f": yaw {face.pose.yaw:.0f}°, fit residual {face.fit_residual_px} px"
+        print(f"{photo}: {entry.status}{detail}")
+    print(f"one head from {sum(e.status == 'fitted' for e in person.photos)} photos -> {out_dir}")
 
 
 def _shard(paths: list[Path], index: int, count: int) -> list[Path]:

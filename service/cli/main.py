@@ -128,6 +128,8 @@ def _check_backend(settings: Settings) -> None:
 
 
 def _reconstruct(args: argparse.Namespace) -> int:
+    if args.person:
+        return _reconstruct_person(args)
     if args.server:
         return _reconstruct_remote(args)
     from face3d.service.cli.batch import run_reconstruct
@@ -137,6 +139,43 @@ def _reconstruct(args: argparse.Namespace) -> int:
         args.photos, args.out, args.uv_size, args.formats, args.all_faces, settings, args.texture,
         neutral=args.neutral, lighting=args.lighting,
     )  # fmt: skip
+
+
+def _reconstruct_person(args: argparse.Namespace) -> int:
+    """``reconstruct --person``: the photos are one person, one head in ``OUT/`` (here or on --server)."""
+    if args.all_faces:
+        raise ValueError("--person takes the largest face of each photo: drop --all-faces")
+    if args.server:
+        return _reconstruct_person_remote(args)
+    from face3d.service.cli.batch import run_person
+
+    settings = _offline_settings(args.config)
+    return run_person(
+        args.photos, args.out, args.uv_size, args.formats, settings, args.texture,
+        neutral=args.neutral, lighting=args.lighting,
+    )  # fmt: skip
+
+
+def _reconstruct_person_remote(args: argparse.Namespace) -> int:
+    """``reconstruct --person --server URL``: POST /v1/reconstruct/person; the head's files into ``OUT/``
+    and one line per photo, as locally; the result is then deleted on the server (as ``--server``)."""
+    from face3d.client import Client, ProblemError
+    from face3d.service.cli.batch import print_person
+
+    token = args.token or os.environ.get("FACE3D_TOKEN")
+    options = {"uv_size": args.uv_size, "formats": args.formats, "texture": args.texture}
+    options.update(neutral=args.neutral, lighting=args.lighting)
+    with Client(args.server, token) as api:
+        try:
+            result = api.reconstruct_person(args.photos, **options)
+            api.save(result, args.out)
+        except ProblemError as exc:
+            print(f"error: {exc.problem.detail or exc.problem.title}", file=sys.stderr)
+            return 1
+        with contextlib.suppress(ProblemError):
+            api.delete(result.id)
+    print_person(args.photos, result.person, args.out)
+    return 0
 
 
 def _reconstruct_remote(args: argparse.Namespace) -> int:
@@ -219,7 +258,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     rec = sub.add_parser("reconstruct", help="reconstruct photos into a folder")
     rec.add_argument("photos", nargs="+", type=Path)
-    rec.add_argument("-o", "--out", type=Path, required=True, help="output folder (one sub-folder per photo)")
+    rec.add_argument(
+        "-o", "--out", type=Path, required=True,
+        help="output folder (one sub-folder per photo; with --person the head's files)",
+    )  # fmt: skip
+    rec.add_argument(
+        "--person",
+        action="store_true",
+        help="the photos (2-8) show one person: one head fitted to all of them, one texture from every view",
+    )
     rec.add_argument("--uv-size", type=int, help="texture size (default: uv_size from the config)")
     rec.add_argument(
         "--formats",

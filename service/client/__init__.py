@@ -29,7 +29,13 @@ from typing import Any
 import httpx
 
 from face3d.models.export.document import FaceResult, ResultDocument
-from face3d.service.api.schemas import BatchResult, ModelsInfo, ProblemDetails, ReconstructResult
+from face3d.service.api.schemas import (
+    BatchResult,
+    ModelsInfo,
+    PersonReconstructResult,
+    ProblemDetails,
+    ReconstructResult,
+)
 
 from .core import (
     Call,
@@ -41,6 +47,7 @@ from .core import (
     checked,
     headers_for,
     parsed,
+    person_call,
     problem_of,
     reconstruct_call,
     result_path,
@@ -53,6 +60,7 @@ __all__ = [
     "FaceResult",
     "Image",
     "ModelsInfo",
+    "PersonReconstructResult",
     "ProblemDetails",
     "ProblemError",
     "ReconstructResult",
@@ -129,6 +137,10 @@ class Client(_Connection):
         """Several photos in one request; one item per photo, a result or a problem."""
         return parsed(self._send(batch_call(images, options)), BatchResult)
 
+    def reconstruct_person(self, images: Iterable[Image], **options: Any) -> PersonReconstructResult:
+        """2-8 photos of one person -> one stored head, with every photo's part in it (``person``)."""
+        return parsed(self._send(person_call(images, options)), PersonReconstructResult)
+
     def reconstruct_artifact(self, image: Image, format: str = "glb", **options: Any) -> bytes:
         """One photo -> one file's bytes, nothing stored (``glb``, ``obj`` or ``zip``: README)."""
         return checked(self._send(artifact_call(image, format, options))).content
@@ -200,6 +212,9 @@ class AsyncClient(_Connection):
 
     async def reconstruct_batch(self, images: Iterable[Image], **options: Any) -> BatchResult:
         return parsed(await self._send(batch_call(images, options)), BatchResult)
+
+    async def reconstruct_person(self, images: Iterable[Image], **options: Any) -> PersonReconstructResult:
+        return parsed(await self._send(person_call(images, options)), PersonReconstructResult)
 
     async def reconstruct_artifact(self, image: Image, format: str = "glb", **options: Any) -> bytes:
         return checked(await self._send(artifact_call(image, format, options))).content

@@ -199,6 +199,12 @@ def batch_call(images: Iterable[Image], options: dict[str, Any]) -> Call:
     return Call("POST", "/v1/reconstruct/batch", options_query(**options), uploads, field="images")
 
 
+def person_call(images: Iterable[Image], options: dict[str, Any]) -> Call:
+    """Several photos of one person, one head (``all_faces`` does not apply there)."""
+    uploads = [upload(image) for image in images]
+    return Call("POST", "/v1/reconstruct/person", options_query(**options), uploads, field="images")
+
+
 def headers_for(token: str | None, headers: dict[str, str] | None) -> dict[str, str]:
     out = {"User-Agent": "face3d-client", **(headers or {})}
     if token:

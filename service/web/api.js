@@ -92,9 +92,19 @@ export async function apiDelete(url) {
  * progress: onProgress(fraction) while sending, onProgress(null) once the server is working.
  */
 export function reconstruct(blob, filename, onProgress) {
+  return upload("v1/reconstruct", "image", [[blob, filename]], onProgress);
+}
+
+/** POST several photos of one person to v1/reconstruct/person (one head); the same progress reports. */
+export function reconstructPerson(files, onProgress) {
+  return upload("v1/reconstruct/person", "images", files.map((file) => [file, file.name]), onProgress);
+}
+
+/** POST [blob, filename] pairs as multipart field ``field``; resolves to the JSON answer. */
+function upload(url, field, parts, onProgress) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
-    xhr.open("POST", "v1/reconstruct");
+    xhr.open("POST", url);
     for (const [name, value] of Object.entries(authHeaders())) xhr.setRequestHeader(name, value);
     xhr.upload.onprogress = (event) => {
       if (event.lengthComputable) onProgress(event.loaded / event.total);
@@ -113,7 +123,7 @@ export function reconstruct(blob, filename, onProgress) {
       reject(problemFrom(xhr.status, xhr.getResponseHeader("content-type"), xhr.responseText, xhr.getResponseHeader("retry-after")));
     };
     const form = new FormData();
-    form.append("image", blob, filename);
+    for (const [blob, filename] of parts) form.append(field, blob, filename);
     xhr.send(form);
   });
 }

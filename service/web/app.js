@@ -1,7 +1,9 @@
 // The page's flow: sign in (token from #token=… or the paste box) → a photo (drop, file or camera) →
 // POST v1/reconstruct → fetch the stored files → viewer, overlay, texture, expression panel, downloads.
+// Several photos dropped or chosen at once are one person: POST v1/reconstruct/person → one head, and a
+// list of the photos (fitted, no face, or left out as someone else); the overlay shows the reference photo.
 
-import { ApiError, apiDelete, apiGet, clearToken, fetchFiles, reconstruct, setToken, takeToken } from "./api.js";
+import { ApiError, apiDelete, apiGet, clearToken, fetchFiles, reconstruct, reconstructPerson, setToken, takeToken } from "./api.js";
 import { LiveMode } from "./live.js";
 import { MorphPanel } from "./morphs.js";
 import { drawOverlay, poseText } from "./overlay.js";
@@ -83,10 +85,16 @@ $("signout").addEventListener("click", () => {
 // ------------------------------------------------------------------------------------------- photos
 $("choose").addEventListener("click", () => $("file").click());
 $("file").addEventListener("change", () => {
-  const file = $("file").files[0];
+  const files = [...$("file").files];
   $("file").value = "";
-  if (file) run(file, file.name);
+  choose(files);
 });
+
+/** One photo: the single-photo path; several: one person's head from all of them. */
+function choose(files) {
+  if (files.length > 1) runPerson(files);
+  else if (files.length === 1) run(files[0], files[0].name);
+}
 
 const drop = $("drop");
 drop.addEventListener("dragover", (event) => {
@@ -97,8 +105,9 @@ drop.addEventListener("dragleave", () => drop.classList.remove("over"));
 drop.addEventListener("drop", (event) => {
   event.preventDefault();
   drop.classList.remove("over");
-  const file = [...event.dataTransfer.files].find((f) => f.type.startsWith("image/")) || event.dataTransfer.files[0];
-  if (file) run(file, file.name);
+  const files = [...event.dataTransfer.files];
+  const images = files.filter((f) => f.type.startsWith("image/"));
+  choose(images.length ? images : files.slice(0, 1));
 });
 
 let stream = null;
@@ -158,6 +167,52 @@ async function run(blob, filename) {
   }
 }
 
+async function runPerson(photos) {
+  hideMessage();
+  busy("Uploading…", 0);
+  try {
+    const result = await reconstructPerson(photos, (fraction) =>
+      fraction === null
+        ? busy(`Fitting one head to ${photos.length} photos…`)
+        : busy(`Uploading ${photos.length} photos… ${Math.round(fraction * 100)} %`, fraction),
+    );
+    busy("Fetching the files…");
+    const files = await fetchFiles(result.files, Object.keys(result.files));
+    const bitmap = await createImageBitmap(photos[result.person.reference]);
+    busy("Drawing the head…");
+    await show(result, result.faces[0], files, bitmap);
+  } catch (err) {
+    showError(err);
+  } finally {
+    busy(null);
+  }
+}
+
+/** The person list: each photo's part in the head (fitted, no face, or left out as someone else). */
+function showPerson(person) {
+  $("person").hidden = !person;
+  if (!person) return;
+  const fitted = person.photos.filter((p) => p.status === "fitted").length;
+  $("person-summary").textContent =
+    `One head from ${fitted} of ${person.photos.length} photos; they show ${Math.round(person.texture_seen * 100)} % of ` +
+    `the head's texture (the front photo alone ${Math.round(person.texture_seen_reference * 100)} %), the rest is mirrored or filled.`;
+  const list = $("person-photos");
+  list.replaceChildren(
+    ...person.photos.map((photo) => {
+      const item = document.createElement("li");
+      item.dataset.status = photo.status;
+      const face = photo.face;
+      const words = {
+        fitted: () => `fitted, yaw ${Math.round(face.pose.yaw)}°, fit residual ${face.fit_residual_px} px, ${Math.round(photo.texture_share * 100)} % of the texture`,
+        "no-face": () => "no face found: left out",
+        outlier: () => `left out: its face is ${photo.identity_distance_mm.toFixed(1)} mm from the others' (someone else?)`,
+      };
+      item.textContent = `${photo.name}${photo.index === person.reference ? " (front)" : ""}: ${words[photo.status]()}`;
+      return item;
+    }),
+  );
+}
+
 async function show(result, face, files, bitmap) {
   for (const url of state.urls) URL.revokeObjectURL(url);
   state.urls = [];
@@ -171,6 +226,7 @@ async function show(result, face, files, bitmap) {
   const mtlName = face.files.find((name) => name.endsWith(".mtl"));
   const stem = `face3d-${result.id}`;
 
+  showPerson(result.person);
   redrawOverlay();
   $("pose-text").textContent = `${poseText(face.pose)} · coverage ${Math.round(face.texture_coverage * 100)} %`;
   if (textureName) {

@@ -22,7 +22,7 @@ import contextlib
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from face3d.models.pipeline import ReconstructOptions
 from face3d.service import metrics
@@ -98,11 +98,13 @@ class Admission:
         tenant: str,
         result_id: str,
         artifact: ArtifactKind | None = None,
+        photos: Sequence[tuple[str, bytes]] = (),
     ) -> JobDone:
         """Run one image through a worker, which stores the result as ``result_id`` of ``tenant`` (or
         streams ``artifact`` back); raises ``Problem`` (503 full, draining or no worker, 504, job
         errors). Admission is decided before its first ``await``: a caller that has just passed
-        ``check`` is admitted."""
+        ``check`` is admitted. ``photos`` (name, bytes), with empty ``data``: several photos of one
+        person, one job and one head (a worker runs it alone)."""
         self.check()
         now = time.monotonic()
         timeout = self.settings.request_timeout_s
@@ -115,6 +117,7 @@ class Admission:
             tenant=tenant,
             ttl_s=self.settings.result_ttl_s,
             artifact=artifact,
+            photos=tuple(photos),
         )
         pending = Pending(job, asyncio.get_running_loop().create_future())
         self._pending[job.id] = pending
@@ -163,10 +166,14 @@ class Admission:
         """A finished job's answer (after the supervisor has read the message); a finished job or a
         newly ready worker makes room for waiting jobs."""
         if isinstance(message, JobDone):
-            work_s = sum(ms for stage, ms in message.timings_ms.items() if stage not in _NOT_WORK) / 1000
+            pending = worker.inflight.pop(message.job_id, None)
+            # per photo: one person job of eight photos must not read as eight times slower jobs
+            photos = len(pending.job.photos) if pending is not None and pending.job.photos else 1
+            work_s = (
+                sum(ms for stage, ms in message.timings_ms.items() if stage not in _NOT_WORK) / 1000 / photos
+            )
             if work_s > 0:
                 self._job_s += JOB_S_WEIGHT * (work_s - self._job_s) if self._job_s else work_s
-            pending = worker.inflight.pop(message.job_id, None)
             metrics.record_stages(message.timings_ms)
             for face in message.summary.faces if message.summary else ():
                 metrics.record_face_quality(face.score, face.texture_coverage)

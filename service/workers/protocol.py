@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from face3d.models.export.document import FaceResult, ResultDocument
+from face3d.models.export.document import FaceResult, PersonResult, PersonResultDocument, ResultDocument
 from face3d.models.pipeline import ReconstructOptions
 from face3d.models.reconstruction import Reconstruction
 from face3d.service.config import Settings
@@ -44,6 +44,8 @@ class Job:
 
     ``artifact`` None: store every file under (``tenant``, ``id``) and answer with a summary; else
     build only what that artifact needs and stream its bytes back (nothing is stored).
+    ``photos`` (name, bytes) non-empty: several photos of one person, one head (``data`` is then
+    empty); such a job runs alone, never batched with others (its photos are the batch).
     """
 
     id: str
@@ -54,6 +56,12 @@ class Job:
     tenant: str
     ttl_s: float
     artifact: ArtifactKind | None = None
+    photos: tuple[tuple[str, bytes], ...] = ()
+
+    @property
+    def person(self) -> bool:
+        """Several photos of one person (``Pipeline.reconstruct_person``), not one image."""
+        return bool(self.photos)
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,7 @@ class ResultSummary:
     height: int
     faces: list[FaceResult]
     files: list[str]
+    person: PersonResult | None = None  # several photos of one person: every photo's entry
 
     @classmethod
     def from_document(cls, result_id: str, document: ResultDocument, files: list[str]) -> ResultSummary:
@@ -84,6 +93,7 @@ class ResultSummary:
             height=document.image.height,
             faces=document.faces,
             files=list(files),
+            person=document.person if isinstance(document, PersonResultDocument) else None,
         )
 
 

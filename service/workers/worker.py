@@ -28,6 +28,7 @@ import numpy as np
 from face3d.models.errors import ModelError
 from face3d.models.nets.detector import plan_batches
 from face3d.models.pipeline import Pipeline
+from face3d.models.reconstruction import Reconstruction
 from face3d.service.errors import Problem, problem_from_error
 from face3d.service.workers.batching import STOP, Batcher, group_by
 from face3d.service.workers.encoders import EncoderPool
@@ -96,9 +97,38 @@ class WorkerLoop:
 
     def process(self, jobs: list[Job]) -> None:
         started = time.monotonic()
-        for group in group_by(jobs, lambda j: j.options.batch_key).values():
+        for job in jobs:
+            if job.person:  # its photos are a batch of their own
+                self._process_person(job, started)
+        singles = [job for job in jobs if not job.person]
+        for group in group_by(singles, lambda j: j.options.batch_key).values():
             self._process_group(group, started)
         self.send(BatchDone(len(jobs), self._vram()))
+
+    def _process_person(self, job: Job, started: float) -> None:
+        """Several photos of one person -> one head (``Pipeline.reconstruct_person``) -> an encoder.
+
+        A photo that does not decode fails the job (it was never a photo of the person); photos without
+        a face, or far from the others' identity, are reported in the result by the backend."""
+        timings = {"queue": (started - job.admitted) * 1000.0}
+        t0 = time.monotonic()
+        images = self._decode_photos(job)
+        timings["decode"] = (time.monotonic() - t0) * 1000.0
+        PROGRESS.step()
+        if isinstance(images, Problem):
+            self.send(JobDone(job.id, timings_ms=timings, problem=images))
+            return
+        try:
+            rec = self.pipeline.reconstruct_person(images, [name for name, _ in job.photos], job.options)
+        except ModelError as exc:  # e.g. a backend without a morphable model
+            self.send(JobDone(job.id, timings_ms=timings, problem=problem_from_error(exc)))
+            return
+        except Exception as exc:
+            self._failed([(job, images[0], timings)], exc)
+            return
+        PROGRESS.step()
+        timings.update({k: v for k, v in rec.timings_ms.items() if k in BACKEND_STAGES})
+        self._encode(dataclasses.replace(job, photos=()), rec, None, timings, "in any of the photos")
 
     def _decode(self, job: Job, started: float) -> tuple[Job, np.ndarray | Problem, dict[str, float]]:
         t0 = time.monotonic()
@@ -111,6 +141,14 @@ class WorkerLoop:
             image = Problem("invalid-image", f"the image could not be decoded ({type(exc).__name__})")
         timings["decode"] = (time.monotonic() - t0) * 1000.0
         return job, image, timings
+
+    def _decode_photos(self, job: Job) -> list[np.ndarray] | Problem:
+        try:
+            return self.pipeline.decode_photos(job.photos)
+        except ModelError as exc:
+            return problem_from_error(exc)
+        except Exception as exc:  # a decoder bug must fail this job, never the worker
+            return Problem("invalid-image", f"a photo could not be decoded ({type(exc).__name__})")
 
     def _process_group(self, jobs: list[Job], started: float) -> None:
         ready: list[tuple[Job, np.ndarray, dict[str, float]]] = []
@@ -136,14 +174,26 @@ class WorkerLoop:
         for (job, image, timings), rec in zip(ready, recs, strict=True):
             # The backend already reports each image's share of the batch's stage times.
             timings.update({k: v for k, v in rec.timings_ms.items() if k in BACKEND_STAGES})
-            if not rec.faces:
-                problem = Problem("no-face", "no face was detected")
-                self.send(JobDone(job.id, timings_ms=timings, problem=problem))
-                continue
-            self._encoding[job.id] = timings
             preview = image if "preview" in job.options.formats else None  # big: send only if used
             light = dataclasses.replace(job, data=b"")  # the upload is decoded: never ship it again
-            self.encoders.submit(EncodeTask(light, rec, preview, self.model_info))
+            self._encode(light, rec, preview, timings)
+
+    def _encode(
+        self,
+        job: Job,
+        rec: Reconstruction,
+        preview: np.ndarray | None,
+        timings: dict[str, float],
+        where: str = "",
+    ) -> None:
+        """Hand a reconstruction to the encoders, or answer no-face when it found none (``where``: in
+        what, for the problem's detail)."""
+        if not rec.faces:
+            detail = " ".join(("no face was detected", where)).strip()
+            self.send(JobDone(job.id, timings_ms=timings, problem=Problem("no-face", detail)))
+            return
+        self._encoding[job.id] = timings
+        self.encoders.submit(EncodeTask(job, rec, preview, self.model_info))
 
     def _failed(self, ready: list[tuple[Job, np.ndarray, dict[str, float]]], exc: Exception) -> None:
         """A backend call failed: an OOM frees the cache and retries image by image; a sticky device

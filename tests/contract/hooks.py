@@ -17,7 +17,12 @@ import schemathesis
 from schemathesis.transport.serialization import Binary
 
 _PHOTO = Path(os.environ["CONTRACT_PHOTO"]).read_bytes() if os.environ.get("CONTRACT_PHOTO") else None
-_OPERATIONS = {"reconstruct": "image", "reconstruct_artifact": "image", "reconstruct_batch": "images"}
+_OPERATIONS = {
+    "reconstruct": "image",
+    "reconstruct_artifact": "image",
+    "reconstruct_batch": "images",
+    "reconstruct_person": "images",
+}
 
 
 def _chosen(data: object) -> bool:

@@ -18,6 +18,7 @@ landmarks projected into the photo.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -28,13 +29,14 @@ from face3d.models.backends.frontend import Faces, Fitted, FrontEndBackend
 from face3d.models.backends.ict.bake import SKIN_PARTS, HeadBaker
 from face3d.models.backends.ict.export import IctExport, ict_export
 from face3d.models.backends.ict.fill import PushPullFill
-from face3d.models.backends.ict.fit import IctFitter
+from face3d.models.backends.ict.fit import IctFit, IctFitter
 from face3d.models.backends.ict.model import IctModel, load_ict_model, load_mediapipe_correspondence
+from face3d.models.backends.ict.person import PersonReconstructor
 from face3d.models.backends.ict.topology import load_head_topology
 from face3d.models.backends.registry import register
 from face3d.models.geometry.zbuffer import DepthTest
 from face3d.models.nets.frontend import Located
-from face3d.models.reconstruction import FaceModel
+from face3d.models.reconstruction import FaceModel, PersonReconstruction
 
 MODEL_VERSION = "ict-facekit-light-da5f95a"
 # Photo pixels across the face -> atlas texels on CPU: the face proper spans ~45 % of the atlas side
@@ -87,13 +89,18 @@ class IctBackend(FrontEndBackend[HeadBaker]):
             torch.from_numpy(topology.triangles.copy()).to(self.device),
             torch.from_numpy(skin).to(self.device),
         )
+        self.person_ = PersonReconstructor(self)  # holds only its per-size weight maps, built on first use
 
     def _fit(self, found: Located) -> Fitted:
         landmarks = found.landmarks.float()
         scores = found.blendshapes  # the expression's starting point (None for 468-point nets)
-        fit = self.fitter.fit(landmarks, scores, with_vertices=False)
+        return self.fitted(landmarks, self.fitter.fit(landmarks, scores, with_vertices=False))
+
+    def fitted(self, landmarks: Tensor, fit: IctFit) -> Fitted:
+        """The dense heads and the per-face arrays every result reports, of a fit of ``landmarks``
+        (one photo's fit, or a person's joint fit: models/backends/ict/person.py)."""
         vertices, base = self.fitter.heads(fit.identity, fit.expression)
-        lm68 = fit.pose.to_image(self.fitter.landmarks68(fit.identity, fit.expression))
+        lm68 = self.fitter.project_landmarks68(fit)  # the jaw on the silhouette at the fitted pose
         own = {
             "base": base,
             "identity": fit.identity,
@@ -104,21 +111,31 @@ class IctBackend(FrontEndBackend[HeadBaker]):
         return Fitted(landmarks, vertices, fit.pose, own)
 
     def _bake(self, found: Located, fitted: Fitted, uv_size: int, lighting: str) -> tuple[Tensor, Tensor]:
+        textures, coverage, _ = self.bake_views(found, fitted, uv_size, lighting)
+        return textures, coverage
+
+    def bake_views(
+        self, found: Located, fitted: Fitted, uv_size: int, lighting: str
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """``_bake``'s textures and coverage, and (F, V) each vertex's photo weight (the person mode
+        picks each texel's photo by them: models/backends/ict/person.py)."""
         posed, landmarks = fitted.pose.to_image(fitted.vertices), fitted.landmarks  # the head in the photo
         light = torch.zeros((len(posed), 3, 9), device=posed.device)  # each face's SH lighting
+        weight = torch.zeros(posed.shape[:2], device=posed.device)
 
         def bake(baker: HeadBaker, faces: Faces) -> tuple[Tensor, Tensor]:
-            textures, coverage, light[faces] = baker.bake(
+            textures, coverage, sources = baker.bake(
                 found.batch, found.sizes, found.face_image[faces], posed[faces], landmarks[faces], lighting
             )
+            light[faces], weight[faces] = sources.lighting, sources.weight
             return textures, coverage
 
-        baked = self.bake_by_size(landmarks, uv_size, bake)
+        textures, coverage = self.bake_by_size(landmarks, uv_size, bake)
         fitted.own["lighting"] = light  # copied to the host with the rest (``_face_model``)
         fitted.own["lighting_removed"] = torch.full(
             (len(posed),), float(lighting == "remove"), device=posed.device
         )
-        return baked
+        return textures, coverage, weight
 
     def _new_baker(self, uv_size: int, sample_size: int) -> HeadBaker:
         return HeadBaker(self.topology_, self.fill, self.depth, uv_size, sample_size, self.device)
@@ -131,9 +148,17 @@ class IctBackend(FrontEndBackend[HeadBaker]):
             base_vertices=host["base"][k],
             landmarks_68=host["lm68"][k],
             fit_residual_px=float(host["residual"][k]),
-            lighting=host["lighting"][k],
-            lighting_removed=bool(host["lighting_removed"][k]),
+            lighting=host["lighting"][k] if "lighting" in host else None,  # none: a photo not baked
+            lighting_removed=bool(host["lighting_removed"][k]) if "lighting" in host else True,
         )
+
+    supports_person = True
+
+    def reconstruct_person(
+        self, images: Sequence[np.ndarray], uv_size: int, lighting: str = "remove"
+    ) -> PersonReconstruction:
+        """One head from several photos of one person (models/backends/ict/person.py)."""
+        return self.person_.reconstruct(list(images), uv_size, lighting)
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()

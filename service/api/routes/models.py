@@ -25,6 +25,8 @@ async def models(pool: Pool, settings: AppSettings, caller: CurrentPrincipal) ->
             max_body_bytes=settings.max_body_bytes,
             max_pixels=settings.max_pixels,
             max_batch_items=settings.max_batch_items,
+            max_person_photos=settings.max_person_photos,
+            max_person_body_bytes=settings.max_person_body_bytes,
             formats=sorted(ALL_FORMATS),
         ),
     )

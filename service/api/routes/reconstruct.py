@@ -138,7 +138,7 @@ class OptionsQuery:
 OptionsParams = Annotated[OptionsQuery, Depends()]
 
 _ERRORS = (400, 401, 403, 408, 413, 415, 422, 429, 503, 504)
-_RESULT_LINKS = {
+RESULT_LINKS = {
     "GetResultDocument": {
         "operationId": "get_result_document",
         "parameters": {"result_id": "$response.body#/id"},
@@ -238,7 +238,7 @@ OneImageParams = Annotated[OneImage, Depends()]
     "/v1/reconstruct",
     operation_id="reconstruct",
     response_model=ReconstructResult,
-    responses={200: {"links": _RESULT_LINKS}, **problems(*_ERRORS)},
+    responses={200: {"links": RESULT_LINKS}, **problems(*_ERRORS)},
     openapi_extra=image_body("image", many=False),
 )
 @router.post("/reconstruct", include_in_schema=False)
