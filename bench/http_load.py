@@ -320,10 +320,10 @@ def main() -> None:
         return
 
     variants = [Variant("this checkout", ROOT, "face3d.service.cli.main")]
-    links = tempfile.TemporaryDirectory(prefix="face3d-before-")
     if args.before_repo:
         before = args.before_repo.resolve()
-        env = older_checkout_env(before, Path(links.name))
+        links = tempfile.mkdtemp(prefix="face3d-before-")  # a few links: left for the OS to clear
+        env = older_checkout_env(before, Path(links))
         variants.append(Variant(f"before ({before.name})", before, args.before_module, env))
     backends = args.backends.split(",")
     rounds: dict[tuple[str, str], list[list[LevelResult]]] = {}

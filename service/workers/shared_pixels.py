@@ -64,20 +64,14 @@ class SharedTask:
     def share(cls, task: EncodeTask) -> SharedTask:
         """Move the task's textures and photo of at least MIN_SHARED_BYTES into shared memory; the
         task sent holds placeholders (the worker's own Reconstruction is left as it was)."""
-        blocks: list[SharedArray] = []
+        textures: list[SharedArray | None] = []
+        image: SharedArray | None = None
         try:
-            textures: list[SharedArray | None] = []
             for face in task.rec.faces:
-                shared = SharedArray.put(face.texture) if face.texture.nbytes >= MIN_SHARED_BYTES else None
-                blocks.extend([shared] if shared else [])
-                textures.append(shared)
-            image = None
-            if task.image is not None and task.image.nbytes >= MIN_SHARED_BYTES:
-                image = SharedArray.put(task.image)
-                blocks.append(image)
+                textures.append(_put_large(face.texture))
+            image = None if task.image is None else _put_large(task.image)
         except BaseException:
-            for block in blocks:
-                _unlink(block.name)
+            cls(task, textures, image).discard()  # the blocks made so far
             raise
         faces = [
             dataclasses.replace(face, texture=_PLACEHOLDER) if shared else face
@@ -122,6 +116,12 @@ def release(blocks: list[SharedMemory]) -> None:
         with contextlib.suppress(BufferError):  # a view outlived the task: its mapping stays a while
             block.close()
         block.unlink()  # the name goes now either way
+
+
+def _put_large(array: np.ndarray) -> SharedArray | None:
+    """``array`` in a block of its own if it is large enough to pay for one, else None (it travels in
+    the task)."""
+    return SharedArray.put(array) if array.nbytes >= MIN_SHARED_BYTES else None
 
 
 def _unlink(name: str) -> None:
