@@ -56,6 +56,7 @@ from scipy.ndimage import distance_transform_edt
 from torch import Tensor
 
 from face3d.models.backends.ict.fill import PushPullFill
+from face3d.models.backends.ict.glasses import glasses_frames
 from face3d.models.backends.ict.lighting import GAMMA, delight_gain, fit_lighting, relative_light, sh_basis
 from face3d.models.backends.ict.regions import openings
 from face3d.models.backends.ict.topology import HeadTopology
@@ -81,6 +82,9 @@ GRAIN = 1.5  # amplitude (0..255 levels) of the fixed fine grain added to filled
 IRIS = ((0.72, 0.9), (0.93, 0.97))  # cosine from the eye's axis: iris edge ramp, pupil edge ramp
 IRIS_PRIOR = (92.0, 64.0, 48.0)  # an iris colour when the photo shows neither eye
 TEETH_LUMA = (70.0, 120.0)  # sRGB luma of a teeth sample: no photo weight below, full above
+TEETH_CHROMA = (0.15, 0.28)  # (max - min) / max of a teeth sample's sRGB: full weight below, none above
+GUMS_LUMA = (30.0, 55.0)  # sRGB luma of a gums or tongue sample: no photo weight below, full above
+GUMS_RED = (0.08, 0.2)  # (r - (g + b) / 2) / r of a gums or tongue sample: no weight below, full above
 LIGHTING_MODES = ("remove", "keep")
 SHIFT_RINGS = 6  # how far (vertex rings) from photo-backed skin a mirrored texel takes this side's tone
 BALANCE_RINGS = 8  # the scale (vertex rings) at which left and right brightness are compared
@@ -157,6 +161,7 @@ class HeadBaker:
         self._fit_ids = put(np.flatnonzero([p == "face" for p in parts])[::3])
         self._eye_part = put(np.array([p.startswith("eye") for p in parts]))
         self._teeth = put(np.array([p == "teeth" for p in parts]))
+        self._gums = put(np.array([p == "gums_tongue" for p in parts]))
         self._iris, self._pupil = (put(a) for a in _iris_maps(topology, parts))
         grain = np.random.default_rng(0).standard_normal(len(flat)).astype(np.float32)
         self._grain = put(grain * GRAIN)
@@ -273,17 +278,19 @@ class HeadBaker:
         at = to_grid(verts[:, None, :, :2])[:, 0]  # (F, V, 2) grid coordinates (affine: blend after)
         colours = F.grid_sample(window, at[:, None], align_corners=False, padding_mode="border")
         colours = colours[:, :, 0].transpose(1, 2)  # (F, V, 3)
+        frames, _ = glasses_frames(window, to_grid(landmarks[:, None, :, :2].to(verts))[:, 0], at)
+        frames = frames * self._skin  # a frame over the eyes' openings is the eyes' business
         camera = normals * normals.new_tensor([1.0, -1.0, -1.0])  # x right, y up, z towards the camera
         # Beside and above the face's core, from the ears up, the outline runs through hair, which is
         # what the photo shows there (hair stands out beyond the fitted skull): no silhouette ramp.
         hair = (1 - core) * smoothstep(height, *HAIR_HEIGHT)
         outline = 1 - (1 - hair) * (1 - self.silhouette_ramp(verts, visible))
         skin_ramp = self.boundary_ramp(unseen) * outline
-        skin = trust * self._face_part * skin_ramp
+        skin = trust * self._face_part * skin_ramp * (1 - frames)
         ids = self._fit_ids  # a third of the face's vertices: plenty for nine coefficients a channel
         coefficients, mean = fit_lighting(colours[:, ids], camera[:, ids], skin[:, ids])
         occluded = self.occluders(colours, camera, coefficients, skin) * below_brows
-        weight = skin_ramp * trust * (1 - occluded)
+        weight = skin_ramp * trust * (1 - occluded) * (1 - frames)
         if lighting == "keep":
             gain = torch.ones_like(colours)
         else:  # deep shadow holds noise and clipped blacks, not skin: the mirror or fill takes over
@@ -295,10 +302,7 @@ class HeadBaker:
             # evens out the face's core.
             weight = torch.lerp(weight, balanced, core)
             gain = gain * balance.pow(core[..., None])
-        # Teeth are bright: a dark sample on them is the mouth's shadow or a gap, and the fill (the
-        # teeth the photo shows bright, else a clean prior) takes it.
-        luma = (colours * gain) @ colours.new_tensor((0.2126, 0.7152, 0.0722))
-        weight = weight * torch.where(self._teeth, smoothstep(luma, *TEETH_LUMA), 1.0)
+        weight = weight * self.mouth_samples(colours * gain)
         # Squared on the face: a voxel of many faint samples (shadow, occluder edges) must not outvote
         # the pull. Not from the temples up and back, where the faint samples are the hair (seen at a
         # slant) that the fill carries over the head; squared, the face's skin outvotes it (bald).
@@ -306,6 +310,23 @@ class HeadBaker:
         filled = self.fill(colours * gain, weight * torch.lerp(torch.ones_like(weight), weight, squared))
         filled = self.eyes(filled, colours * gain, weight)
         return VertexSources(weight, facing, gain, filled, at, window, coefficients, occluded, core)
+
+    def mouth_samples(self, colours: Tensor) -> Tensor:
+        """(F, V) 0..1 trust of the photo's samples on the teeth, gums and tongue (1 elsewhere).
+
+        The inner lip contour never matches the fitted mouth exactly, so these parts also receive
+        lips, the mouth's shadow and each other's colours. Teeth are bright and near white: a dark
+        sample is shadow or a gap, a coloured one is lip or gum. Gums and the tongue are red and lit:
+        a dark sample is the mouth's depth, a white one a tooth in front. What is left out, the fill
+        takes (what the photo shows of that part elsewhere, else a clean prior, fill.py)."""
+        luma = colours @ colours.new_tensor((0.2126, 0.7152, 0.0722))
+        top, low = colours.amax(dim=-1), colours.amin(dim=-1)
+        chroma = (top - low) / top.clamp_min(1.0)
+        red, green, blue = colours.unbind(-1)
+        redness = (red - (green + blue) / 2) / red.clamp_min(1.0)
+        teeth = smoothstep(luma, *TEETH_LUMA) * (1 - smoothstep(chroma, *TEETH_CHROMA))
+        gums = smoothstep(luma, *GUMS_LUMA) * smoothstep(redness, *GUMS_RED)
+        return torch.where(self._teeth, teeth, torch.where(self._gums, gums, 1.0))
 
     def balance(self, colours: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
         """What the SH light leaves of a left/right difference (a shadow's hard edge, light from close

@@ -1,0 +1,97 @@
+"""What covers the face is not skin: glasses frames found on real photos (and only on faces that wear
+glasses), frames kept out of the texture, and the mouth's parts taking only samples of their kind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from face3d.models.backends import BackendConfig, create_backend
+from face3d.models.backends.ict.backend import IctBackend
+from face3d.models.backends.ict.bake import HeadBaker
+from face3d.models.backends.ict.glasses import glasses_frames
+from face3d.models.backends.ict.regions import EYE_A, EYE_B
+from face3d.models.nets.frontend import StageClock
+from scripts.texture_photos import texture_photo
+
+UV = 256
+
+
+@pytest.fixture(scope="module")
+def backend(weights_cache: Path) -> IctBackend:
+    loaded = create_backend("ict", BackendConfig(cache_dir=weights_cache, buckets=(1,)))
+    loaded.load("cpu")
+    assert isinstance(loaded, IctBackend)
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def baker(backend: IctBackend) -> HeadBaker:
+    return HeadBaker(backend.topology_, backend.fill, backend.depth, UV, UV)
+
+
+def _sources(backend: IctBackend, baker: HeadBaker, name: str):
+    with torch.inference_mode():
+        found = backend._front().locate([texture_photo(name)], False, StageClock(backend.device))
+        fitted = backend._fit(found)
+        posed = fitted.pose.to_image(fitted.vertices)
+        call = (found.batch, found.sizes, found.face_image, posed, fitted.landmarks)
+        return found, posed, baker.vertex_sources(*call, "keep")
+
+
+def _whole_photo(name: str, landmarks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The photo as one window and the landmarks in its grid coordinates."""
+    image = np.ascontiguousarray(texture_photo(name))
+    height, width = image.shape[:2]
+    window = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float()
+    grid = (landmarks[..., :2].float() + 0.5) * torch.tensor([2 / width, 2 / height]) - 1
+    return window, grid
+
+
+@pytest.mark.parametrize(
+    ("name", "wears"),
+    [("face_001", True), ("walter", True), ("astronaut", False), ("takeo", False), ("jesse", False)],
+)
+def test_glasses_are_found_only_where_worn(backend: IctBackend, name: str, wears: bool) -> None:
+    # jesse: brow furrows and a side light's shadow beside the nose; takeo: a small, noisy face
+    with torch.inference_mode():
+        found = backend._front().locate([texture_photo(name)], False, StageClock(backend.device))
+    window, grid = _whole_photo(name, found.landmarks)
+    frames, present = glasses_frames(window, grid, grid)
+    assert float(present[0]) == (1.0 if wears else 0.0)
+    if not wears:
+        assert float(frames.max()) == 0.0
+
+
+def test_frames_lose_their_photo_weight_around_the_eyes(backend: IctBackend, baker: HeadBaker) -> None:
+    found, posed, src = _sources(backend, baker, "face_001")
+    window, grid = _whole_photo("face_001", found.landmarks)
+    at = (posed[..., :2].float() + 0.5) * torch.tensor(
+        [2 / window.shape[-1], 2 / window.shape[-2]]
+    ) - 1  # the vertices in the whole photo's grid
+    frames, _ = glasses_frames(window, grid, at)
+    on_frame = (frames[0] > 0.9) & baker._skin
+    # The rims run around the eyes: the framed vertices lie within two eye widths of them.
+    lm = found.landmarks[0, :, :2].float()
+    eyes = torch.stack([lm[list(EYE_A)].mean(0), lm[list(EYE_B)].mean(0)])
+    span = float((eyes[0] - eyes[1]).norm())
+    near = torch.cdist(posed[0, :, :2].float(), eyes).amin(dim=1) < 1.4 * span
+    assert int(on_frame.sum()) > 100 and bool(near[on_frame].all())
+    assert float(src.weight[0, on_frame].max()) < 0.1  # the bake does not take them from the photo
+
+
+def test_teeth_take_white_samples_and_gums_red_ones(baker: HeadBaker) -> None:
+    samples = torch.tensor(
+        [(225.0, 215.0, 200.0), (215.0, 140.0, 150.0), (40.0, 20.0, 22.0), (190.0, 95.0, 100.0)]
+    )
+    teeth, gums = int(baker._teeth.nonzero()[0]), int(baker._gums.nonzero()[0])
+    colours = torch.full((4, baker._teeth.numel(), 3), 128.0)
+    colours[:, teeth], colours[:, gums] = samples, samples
+    trust = baker.mouth_samples(colours)
+    # white: a tooth; pink: lip; dark: the mouth's depth; red: tongue or gum
+    assert trust[:, teeth].tolist() == pytest.approx([1.0, 0.0, 0.0, 0.0])
+    assert trust[:, gums].tolist() == pytest.approx([0.0, 1.0, 0.0, 1.0])
+    assert float(trust[:, ~(baker._teeth | baker._gums)].min()) == 1.0  # skin is not judged here
