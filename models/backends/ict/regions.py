@@ -31,8 +31,8 @@ def inside_polygon(points: Tensor, polygon: Tensor) -> Tensor:
     return crossings % 2 == 1
 
 
-def _inside(xy: Tensor, polygon: Tensor) -> Tensor:
-    """``inside_polygon`` for the points within the polygons' bounding boxes only (most are not)."""
+def inside_near(xy: Tensor, polygon: Tensor) -> Tensor:
+    """``inside_polygon`` (F, P) for the points within the polygons' bounding boxes only (most are not)."""
     lo, hi = polygon.amin(dim=1, keepdim=True), polygon.amax(dim=1, keepdim=True)
     near = ((xy >= lo) & (xy <= hi)).all(dim=-1)  # (F, P)
     face, point = near.nonzero(as_tuple=True)
@@ -46,5 +46,5 @@ def openings(points: Tensor, landmarks: Tensor) -> tuple[Tensor, Tensor]:
     """(in an eye, in the mouth), each (F, P) bool, for image-space points (F, P, 2+)."""
     xy = points[..., :2]
     lm = landmarks[..., :2].to(xy)
-    eyes = _inside(xy, lm[:, list(EYE_A)]) | _inside(xy, lm[:, list(EYE_B)])
-    return eyes, _inside(xy, lm[:, list(INNER_LIPS)])
+    eyes = inside_near(xy, lm[:, list(EYE_A)]) | inside_near(xy, lm[:, list(EYE_B)])
+    return eyes, inside_near(xy, lm[:, list(INNER_LIPS)])
