@@ -87,7 +87,7 @@ def test_teeth_take_white_samples_and_gums_red_ones(baker: HeadBaker) -> None:
     samples = torch.tensor(
         [(225.0, 215.0, 200.0), (215.0, 140.0, 150.0), (40.0, 20.0, 22.0), (190.0, 95.0, 100.0)]
     )
-    teeth, gums = int(baker._teeth.nonzero()[0]), int(baker._gums.nonzero()[0])
+    teeth, gums = int(baker._teeth.nonzero()[0]), int(baker._gums.nonzero()[-1])
     colours = torch.full((4, baker._teeth.numel(), 3), 128.0)
     colours[:, teeth], colours[:, gums] = samples, samples
     trust = baker.mouth_samples(colours)

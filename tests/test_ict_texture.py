@@ -111,8 +111,26 @@ def test_no_photo_sample_is_taken_at_grazing_angles_and_occluders_give_way(backe
 def test_eyes_get_an_iris_and_pupil_when_the_photo_shows_none(backend: IctBackend) -> None:
     baker = backend.baker(UV, 256)
     filled = torch.full((1, backend.topology_.vertex_count, 3), 200.0)
-    eyed = baker.eyes(filled, filled, torch.zeros(1, backend.topology_.vertex_count))
+    eyed, _ = baker.eyes(filled, filled, torch.zeros(1, backend.topology_.vertex_count))
     iris, pupil = baker._iris > 0.99, baker._pupil > 0.99
     assert iris.sum() > 50 and pupil.sum() > 10
     assert float(eyed[0, pupil].mean()) < 40 < float(eyed[0, iris & ~pupil].mean()) < 120  # a brown iris
     assert float(eyed[0, baker._eye_part & (baker._iris == 0)].mean()) == 200.0  # the sclera keeps its fill
+
+
+def test_a_seen_iris_keeps_its_colour_when_the_fit_puts_sclera_on_it(backend: IctBackend) -> None:
+    # The photo's gaze differs from the fit's: half of the fitted iris receives the brown iris, the
+    # other half white sclera. The iris takes the brown, and the sclera samples give way to it.
+    baker = backend.baker(UV, 256)
+    count = backend.topology_.vertex_count
+    iris = (baker._iris > 0.99).nonzero()[:, 0]
+    brown, white = iris[::2], iris[1::2]
+    colours = torch.full((1, count, 3), 200.0)
+    colours[0, brown] = torch.tensor([70.0, 45.0, 30.0])
+    colours[0, white] = torch.tensor([225.0, 220.0, 215.0])
+    weight = torch.zeros(1, count)
+    weight[0, iris] = 1.0
+    eyed, keep = baker.eyes(colours, colours, weight)
+    ring = (baker._iris > 0.99) & (baker._pupil < 0.01)  # the iris around the pupil
+    assert eyed[0, ring].mean(dim=0).tolist() == pytest.approx([70.0, 45.0, 30.0], abs=1.0)
+    assert float(keep[0, white].max()) < 0.01 and float(keep[0, brown].min()) == 1.0

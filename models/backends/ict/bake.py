@@ -81,6 +81,7 @@ SKIN_PARTS = ("face", "head_neck")  # depth-tested; the inner parts are seen thr
 GRAIN = 1.5  # amplitude (0..255 levels) of the fixed fine grain added to filled texels
 IRIS = ((0.72, 0.9), (0.93, 0.97))  # cosine from the eye's axis: iris edge ramp, pupil edge ramp
 IRIS_PRIOR = (92.0, 64.0, 48.0)  # an iris colour when the photo shows neither eye
+IRIS_BRIGHT = (1.1, 1.5)  # luma / the iris samples' mean: a sample on the iris is kept below, not above
 TEETH_LUMA = (70.0, 120.0)  # sRGB luma of a teeth sample: no photo weight below, full above
 TEETH_CHROMA = (0.15, 0.28)  # (max - min) / max of a teeth sample's sRGB: full weight below, none above
 GUMS_LUMA = (30.0, 55.0)  # sRGB luma of a gums or tongue sample: no photo weight below, full above
@@ -161,7 +162,7 @@ class HeadBaker:
         self._fit_ids = put(np.flatnonzero([p == "face" for p in parts])[::3])
         self._eye_part = put(np.array([p.startswith("eye") for p in parts]))
         self._teeth = put(np.array([p == "teeth" for p in parts]))
-        self._gums = put(np.array([p == "gums_tongue" for p in parts]))
+        self._gums = put(np.array([p in ("gums_tongue", "mouth_socket") for p in parts]))  # the red inside
         self._iris, self._pupil = (put(a) for a in _iris_maps(topology, parts))
         grain = np.random.default_rng(0).standard_normal(len(flat)).astype(np.float32)
         self._grain = put(grain * GRAIN)
@@ -308,7 +309,8 @@ class HeadBaker:
         # slant) that the fill carries over the head; squared, the face's skin outvotes it (bald).
         squared = 1 - smoothstep(radius, *SQUARED_FILL)
         filled = self.fill(colours * gain, weight * torch.lerp(torch.ones_like(weight), weight, squared))
-        filled = self.eyes(filled, colours * gain, weight)
+        filled, on_iris = self.eyes(filled, colours * gain, weight)
+        weight = weight * on_iris
         return VertexSources(weight, facing, gain, filled, at, window, coefficients, occluded, core)
 
     def mouth_samples(self, colours: Tensor) -> Tensor:
@@ -367,16 +369,25 @@ class HeadBaker:
         occluded = torch.maximum(smoothstep(darker, *OCCLUDER), smoothstep(error, *HIGHLIGHT) * (darker < 0))
         return (occluded * self._skin).clamp(max=OCCLUDER_MAX)
 
-    def eyes(self, filled: Tensor, colours: Tensor, weight: Tensor) -> Tensor:
+    def eyes(self, filled: Tensor, colours: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
         """The eyeballs' fill: an iris of the colour the photo shows (both eyes pooled; a brown prior
-        when neither shows), a dark pupil, and the fill's own sclera around them."""
+        when neither shows), a dark pupil, and the fill's own sclera around them; and (F, V) 0..1 how
+        much of each vertex's photo sample to keep: on the fitted iris, a sample much brighter than
+        the iris is sclera or a catchlight (the photo's gaze differs from the fit's), and the iris
+        colour takes its place."""
         iris_w = weight * self._iris
+        # The iris is the darker part of what lands on it: the fitted iris straddles sclera and
+        # catchlights, which would pale a brown iris to grey; samples brighter than the mean are left out.
+        luma = colours @ colours.new_tensor((0.2126, 0.7152, 0.0722))
+        mean = (luma * iris_w).sum(dim=1, keepdim=True) / iris_w.sum(dim=1, keepdim=True).clamp_min(1e-6)
+        iris_w = iris_w * (luma <= mean)
         total = iris_w.sum(dim=1, keepdim=True)
         seen = (colours * iris_w[..., None]).sum(dim=1) / total.clamp_min(1e-6)
         prior = colours.new_tensor(IRIS_PRIOR).expand_as(seen)
-        colour = torch.where(total > 2.0, seen, prior)  # (F, 3)
+        colour = torch.where(total > 1.0, seen, prior)  # (F, 3)
         iris = colour[:, None] * (1 - 0.8 * self._pupil[None, :, None])
-        return filled.lerp(iris, self._iris[None, :, None].expand_as(filled))
+        bright = smoothstep(luma / mean.clamp_min(1.0), *IRIS_BRIGHT)
+        return filled.lerp(iris, self._iris[None, :, None].expand_as(filled)), 1 - self._iris * bright
 
     def bake(
         self, images: Tensor, sizes: Tensor, face_image: Tensor, verts: Tensor, landmarks: Tensor,
