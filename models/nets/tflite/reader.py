@@ -30,6 +30,7 @@ from face3d.models.nets.tflite.ops import (
     Concat,
     Conv,
     DepthToSpace,
+    FullyConnected,
     MaxPool,
     Pad,
     PReLU,
@@ -204,6 +205,17 @@ class GraphReader:
             raise NotImplementedError(f"broadcasting {self.shape(a)} with {self.shape(b)}")
         return Binary(fn, None, activation)
 
+    def fully_connected(self, op: tflite.Operator) -> nn.Module:
+        x_idx, w_idx, *rest = (int(i) for i in op.InputsAsNumpy())
+        o = self.options(op, tflite.FullyConnectedOptions)
+        if len(self.shape(x_idx)) != 2 or w_idx not in self.constants or o.KeepNumDims():
+            raise NotImplementedError(f"FULLY_CONNECTED of a {self.shape(x_idx)} input or runtime weights")
+        if o.WeightsFormat() != tflite.FullyConnectedOptionsWeightsFormat.DEFAULT:
+            raise NotImplementedError("FULLY_CONNECTED with shuffled weights")
+        bias = torch.from_numpy(self.float_const(rest[0])) if rest and rest[0] >= 0 else None
+        weight = torch.from_numpy(self.float_const(w_idx))
+        return FullyConnected(weight, bias, _checked_activation(o))
+
     def reduce(self, op: tflite.Operator, fn: Callable[..., Tensor]) -> nn.Module:
         rank = len(self.shape(int(op.Inputs(0))))
         axes = sorted({axis % rank for axis in self.int_list(int(op.Inputs(1)))})
@@ -336,4 +348,5 @@ class GraphReader:
             "STRIDED_SLICE": self.strided_slice,
             "RESIZE_BILINEAR": self.resize_bilinear,
             "DEPTH_TO_SPACE": self.depth_to_space,
+            "FULLY_CONNECTED": self.fully_connected,
         }
