@@ -23,8 +23,11 @@ def configured_backend_class(settings: Settings) -> type[ReconstructionBackend]:
     return backend_class(settings.backend)
 
 
-def backend_config(settings: Settings, compile_model: bool | None = None) -> BackendConfig:
-    """The backend's config from ``settings`` (compile follows settings unless given)."""
+def backend_config(
+    settings: Settings, compile_model: bool | None = None, device: str = "cpu"
+) -> BackendConfig:
+    """The backend's config from ``settings`` for ``device`` (compile follows settings unless given;
+    ``hands: auto`` looks for hands on GPUs only, where the two nets cost little)."""
     return BackendConfig(
         cache_dir=settings.weights_cache_dir,
         compile=settings.compile if compile_model is None else compile_model,
@@ -33,6 +36,7 @@ def backend_config(settings: Settings, compile_model: bool | None = None) -> Bac
         max_faces=settings.max_faces,
         landmark_model=settings.landmark_model,
         cuda_graphs=settings.cuda_graphs,
+        hands=settings.hands == "on" or (settings.hands == "auto" and device.startswith("cuda")),
     )
 
 
@@ -46,6 +50,6 @@ def build_backend(
     """
     if settings.compile_cache_dir:
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(settings.compile_cache_dir))
-    backend = configured_backend_class(settings)(backend_config(settings, compile_model))
+    backend = configured_backend_class(settings)(backend_config(settings, compile_model, device))
     backend.load(device)
     return backend

@@ -94,6 +94,7 @@ class Settings(BaseSettings):
     drain_timeout_s: float = Field(25.0, ge=0)
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     landmark_model: Literal["468", "478", "v2"] = "v2"
+    hands: Literal["auto", "on", "off"] = "auto"
     uv_size: int = DEFAULT_UV_SIZE  # both checked by check_uv_size in _check_consistency
     max_uv_size: int = MAX_UV_SIZE
     max_faces: int = Field(4, ge=1, le=32)

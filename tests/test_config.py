@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 
+from face3d.service.backend_factory import backend_config
 from face3d.service.config import ConfigError, Settings, load_settings
 from face3d.service.workers.devices import DeviceError, available_cpus, threads_per_worker, worker_devices
 
@@ -157,3 +158,16 @@ def test_threads_per_worker() -> None:
     assert threads_per_worker(3, 4) == 3
     assert threads_per_worker(0, 1) == cores
     assert threads_per_worker(0, cores * 2) == 1
+
+
+@pytest.mark.parametrize(
+    ("hands", "device", "looked_for"),
+    [("auto", "cuda:0", True), ("auto", "cpu", False), ("on", "cpu", True), ("off", "cuda:1", False)],
+)
+def test_hands_are_looked_for_on_gpus_unless_configured(
+    monkeypatch: pytest.MonkeyPatch, hands: str, device: str, looked_for: bool
+) -> None:
+    monkeypatch.setenv("FACE3D_HANDS", hands)
+    monkeypatch.setenv("FACE3D_JWT_SECRET", SECRET)
+    settings = load_settings(REPO / "api_config.yaml")
+    assert backend_config(settings, device=device).hands is looked_for

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from face3d.models.backends import BackendConfig, create_backend
 from face3d.models.backends.ict.backend import IctBackend
@@ -18,6 +19,7 @@ from face3d.models.nets.frontend import StageClock
 from scripts.texture_photos import texture_photo
 
 UV = 256
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -95,3 +97,27 @@ def test_teeth_take_white_samples_and_gums_red_ones(baker: HeadBaker) -> None:
     assert trust[:, teeth].tolist() == pytest.approx([1.0, 0.0, 0.0, 0.0])
     assert trust[:, gums].tolist() == pytest.approx([0.0, 1.0, 0.0, 1.0])
     assert float(trust[:, ~(baker._teeth | baker._gums)].min()) == 1.0  # skin is not judged here
+
+
+def test_a_hand_over_the_face_is_not_baked(weights_cache: Path) -> None:
+    # tests/data/profile_photos/takeo-hand.jpg: a hand pasted over the nose and cheek, which
+    # MediaPipe's own Hands finds too (tests/data/hand_reference.json)
+    photo = np.asarray(Image.open(ROOT / "tests/data/profile_photos/takeo-hand.jpg").convert("RGB"))
+    weights = {}
+    for hands in (False, True):
+        backend = create_backend("ict", BackendConfig(cache_dir=weights_cache, buckets=(1,), hands=hands))
+        backend.load("cpu")
+        assert isinstance(backend, IctBackend) and (backend.hands is not None) == hands
+        with torch.inference_mode():
+            found = backend._front().locate([photo], False, StageClock(backend.device))
+            fitted = backend._fit(found)
+            posed = fitted.pose.to_image(fitted.vertices)
+            handed = backend.hands_over(found, posed)
+            baker = HeadBaker(backend.topology_, backend.fill, backend.depth, UV, UV)
+            call = (found.batch, found.sizes, found.face_image, posed, fitted.landmarks)
+            weights[hands] = baker.vertex_sources(*call, "keep", handed).weight[0]
+    assert handed is not None
+    under = (handed[0] > 0.99) & baker._face_part
+    assert int(under.sum()) > 300  # the hand covers the nose and a cheek
+    assert float(weights[False][under].mean()) > 0.3  # without hands sought, the hand is baked as skin
+    assert float(weights[True][under].max()) < 0.01

@@ -30,7 +30,9 @@ class BackendConfig:
 
     ``landmark_model`` picks the landmark net for backends built on MediaPipe's nets. ``compile`` says
     whether the caller will compile the backend's ``compile_units`` (the backend itself serves eager
-    until ``install_compiled`` swaps compiled code in).
+    until ``install_compiled`` swaps compiled code in). ``hands``: backends that texture the head look
+    for hands over the face (MediaPipe Hands' two nets on every photo: 16-33 ms of CPU a photo, so the
+    service turns it on for GPUs and leaves it to the operator on CPUs).
     """
 
     cache_dir: Path
@@ -40,6 +42,7 @@ class BackendConfig:
     max_faces: int = 4
     landmark_model: str = "v2"
     cuda_graphs: bool = True
+    hands: bool = False
 
 
 class ReconstructionBackend(ABC):

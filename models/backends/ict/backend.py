@@ -36,6 +36,7 @@ from face3d.models.backends.ict.topology import load_head_topology
 from face3d.models.backends.registry import register
 from face3d.models.geometry.zbuffer import DepthTest
 from face3d.models.nets.frontend import Located
+from face3d.models.nets.hands import covered_by_hands, load_hand_finder
 from face3d.models.reconstruction import FaceModel, PersonReconstruction
 
 MODEL_VERSION = "ict-facekit-light-da5f95a"
@@ -90,6 +91,7 @@ class IctBackend(FrontEndBackend[HeadBaker]):
             torch.from_numpy(skin).to(self.device),
         )
         self.person_ = PersonReconstructor(self)  # holds only its per-size weight maps, built on first use
+        self.hands = load_hand_finder(self.config.cache_dir, self.device) if self.config.hands else None
 
     def _fit(self, found: Located) -> Fitted:
         landmarks = found.landmarks.float()
@@ -122,11 +124,13 @@ class IctBackend(FrontEndBackend[HeadBaker]):
         posed, landmarks = fitted.pose.to_image(fitted.vertices), fitted.landmarks  # the head in the photo
         light = torch.zeros((len(posed), 3, 9), device=posed.device)  # each face's SH lighting
         weight = torch.zeros(posed.shape[:2], device=posed.device)
+        handed = self.hands_over(found, posed)
 
         def bake(baker: HeadBaker, faces: Faces) -> tuple[Tensor, Tensor]:
             textures, coverage, sources = baker.bake(
-                found.batch, found.sizes, found.face_image[faces], posed[faces], landmarks[faces], lighting
-            )
+                found.batch, found.sizes, found.face_image[faces], posed[faces], landmarks[faces], lighting,
+                None if handed is None else handed[faces],
+            )  # fmt: skip
             light[faces], weight[faces] = sources.lighting, sources.weight
             return textures, coverage
 
@@ -136,6 +140,22 @@ class IctBackend(FrontEndBackend[HeadBaker]):
             (len(posed),), float(lighting == "remove"), device=posed.device
         )
         return textures, coverage, weight
+
+    def hands_over(self, found: Located, posed: Tensor) -> Tensor | None:
+        """(F, V) 0..1 how far each posed vertex lies under a hand in its photo (None when hands are not
+        looked for): the palm and hand-landmark nets run once per photo that has a face."""
+        if self.hands is None:
+            return None
+        covered = posed.new_zeros(posed.shape[:2])
+        images = found.face_image.tolist()
+        sizes = found.sizes.tolist()
+        for image in sorted(set(images)):
+            width, height = (int(v) for v in sizes[image])
+            hands = self.hands.find(found.batch[image, :, :height, :width])
+            if len(hands):
+                for face in (k for k, i in enumerate(images) if i == image):
+                    covered[face] = covered_by_hands(posed[face, :, :2].float(), hands.to(posed.device))
+        return covered
 
     def _new_baker(self, uv_size: int, sample_size: int) -> HeadBaker:
         return HeadBaker(self.topology_, self.fill, self.depth, uv_size, sample_size, self.device)

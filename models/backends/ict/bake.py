@@ -26,9 +26,12 @@ Per call, for F faces with their fitted vertices projected into the photo:
 3. Occluders (``occluders``): skin much darker than its mirror point once the light is divided out
    (one side's hair or hand, a cast shadow), or much brighter than the skin light and its mirror
    point (a highlight), is not taken from the photo (with "keep" too: such a shadow is no skin).
+   Nor are glasses frames (glasses.py here: on both sides, so the mirror never finds them) or,
+   where hands are looked for, the skin under a hand (models/nets/hands.py): both ``covered``.
 4. Fill colour of each vertex (fill.py here): a 3D push-pull of the well-seen vertices' (de-lit)
-   colours; the eyeballs take an iris and pupil (the visible eye's iris colour) where the photo
-   shows neither eye; teeth take only bright samples (a dark one is the mouth's shadow).
+   colours; the eyeballs take an iris and pupil (the visible eye's iris colour, from the darker
+   part of what lands on the fitted iris) where the photo shows neither eye; teeth take only
+   near-white samples, gums, tongue and the mouth's socket only red, lit ones (``mouth_samples``).
 5. Per texel, barycentric blends of per-vertex values (``embedding_bag`` over a table of columns)
    give its photo position, its mirror point's position and the terms of the blend; the photo is
    sampled at both points (one ``grid_sample``), only at texels of triangles that take the photo
@@ -262,7 +265,7 @@ class HeadBaker:
 
     def vertex_sources(
         self, images: Tensor, sizes: Tensor, face_image: Tensor, verts: Tensor, landmarks: Tensor,
-        lighting: str = "remove",
+        lighting: str = "remove", handed: Tensor | None = None,
     ) -> VertexSources:  # fmt: skip
         """Steps 1-4 of the module doc for F faces (``bake``'s arguments)."""
         if lighting not in LIGHTING_MODES:
@@ -279,19 +282,21 @@ class HeadBaker:
         at = to_grid(verts[:, None, :, :2])[:, 0]  # (F, V, 2) grid coordinates (affine: blend after)
         colours = F.grid_sample(window, at[:, None], align_corners=False, padding_mode="border")
         colours = colours[:, :, 0].transpose(1, 2)  # (F, V, 3)
-        frames, _ = glasses_frames(window, to_grid(landmarks[:, None, :, :2].to(verts))[:, 0], at)
-        frames = frames * self._skin  # a frame over the eyes' openings is the eyes' business
+        covered, _ = glasses_frames(window, to_grid(landmarks[:, None, :, :2].to(verts))[:, 0], at)
+        if handed is not None:  # a hand over the skin is no skin either (models/nets/hands.py)
+            covered = torch.maximum(covered, handed.to(covered))
+        covered = covered * self._skin  # what covers the eyes' openings is the eyes' business
         camera = normals * normals.new_tensor([1.0, -1.0, -1.0])  # x right, y up, z towards the camera
         # Beside and above the face's core, from the ears up, the outline runs through hair, which is
         # what the photo shows there (hair stands out beyond the fitted skull): no silhouette ramp.
         hair = (1 - core) * smoothstep(height, *HAIR_HEIGHT)
         outline = 1 - (1 - hair) * (1 - self.silhouette_ramp(verts, visible))
         skin_ramp = self.boundary_ramp(unseen) * outline
-        skin = trust * self._face_part * skin_ramp * (1 - frames)
+        skin = trust * self._face_part * skin_ramp * (1 - covered)
         ids = self._fit_ids  # a third of the face's vertices: plenty for nine coefficients a channel
         coefficients, mean = fit_lighting(colours[:, ids], camera[:, ids], skin[:, ids])
         occluded = self.occluders(colours, camera, coefficients, skin) * below_brows
-        weight = skin_ramp * trust * (1 - occluded) * (1 - frames)
+        weight = skin_ramp * trust * (1 - occluded) * (1 - covered)
         if lighting == "keep":
             gain = torch.ones_like(colours)
         else:  # deep shadow holds noise and clipped blacks, not skin: the mirror or fill takes over
@@ -391,7 +396,7 @@ class HeadBaker:
 
     def bake(
         self, images: Tensor, sizes: Tensor, face_image: Tensor, verts: Tensor, landmarks: Tensor,
-        lighting: str = "remove",
+        lighting: str = "remove", handed: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, VertexSources]:  # fmt: skip
         """Textures (F, S, S, 3) uint8 (row 0 = top = v 1), coverage (F,): the share of the face
         tile's texels the photo shows directly (their photo weight, averaged), and the per-vertex
@@ -399,10 +404,11 @@ class HeadBaker:
 
         images (B, 3, H, W) uint8 padded batch; sizes (B, 2) w, h; face_image (F,); verts (F, V, 3)
         image space (px, z smaller = closer); landmarks (F, N, 3) image space (the trusted region);
-        ``lighting`` "remove" divides the photo's lighting out, "keep" bakes it as the photo shows it.
+        ``lighting`` "remove" divides the photo's lighting out, "keep" bakes it as the photo shows it;
+        ``handed`` (F, V) 0..1: how far each vertex lies under a hand, not baked (None: no hands sought).
         """
         faces, texels = len(verts), len(self._vid)
-        src = self.vertex_sources(images, sizes, face_image, verts, landmarks, lighting)
+        src = self.vertex_sources(images, sizes, face_image, verts, landmarks, lighting, handed)
         weight, filled, gain = src.weight, src.filled, src.gain
         w_mirror = weight.index_select(1, self._mirror)[..., None]  # each vertex's mirror point's
         rest = 1 - weight[..., None]
