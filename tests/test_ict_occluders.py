@@ -121,3 +121,17 @@ def test_a_hand_over_the_face_is_not_baked(weights_cache: Path) -> None:
     assert int(under.sum()) > 300  # the hand covers the nose and a cheek
     assert float(weights[False][under].mean()) > 0.3  # without hands sought, the hand is baked as skin
     assert float(weights[True][under].max()) < 0.01
+
+
+def test_a_hard_shadow_is_not_skin_but_a_dark_skin_tone_is(baker: HeadBaker) -> None:
+    count = baker._skin.numel()
+    weight = torch.ones(2, count)
+    shadow = torch.zeros(count, dtype=torch.bool)
+    shadow[::10] = True
+    colours = torch.full((2, count, 3), 150.0)
+    colours[0, shadow] = 12.0  # face 0: lit skin with hard-shadowed vertices the light model left black
+    colours[1] = 45.0  # face 1: a dark skin tone, evenly lit ...
+    colours[1, shadow] = 35.0  # ... with its darker spots (a crease, stubble)
+    unlit = baker.unlit(colours, weight)
+    assert float(unlit[0, shadow].min()) == 1.0 and float(unlit[0, ~shadow].max()) == 0.0
+    assert float(unlit[1].max()) == 0.0

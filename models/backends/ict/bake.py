@@ -22,7 +22,9 @@ Per call, for F faces with their fitted vertices projected into the photo:
 2. The photo's lighting (lighting.py): second-order SH fitted to the skin's colours and the head's
    normals; with ``lighting="remove"`` every photo sample is divided by it (a per-vertex gain),
    what it leaves of a left/right difference is evened out at a scale of centimetres (``balance``),
-   and deep shadow (little light, or far darker than the mirror point) gives way to the mirror.
+   and deep shadow (little light, or far darker than the mirror point) gives way to the mirror, as
+   does a hard shadow the smooth light does not follow (``unlit``: still far darker than the face's
+   median skin once divided out, as down the nose of a side-lit face, where no mirror point helps).
 3. Occluders (``occluders``): skin much darker than its mirror point once the light is divided out
    (one side's hair or hand, a cast shadow), or much brighter than the skin light and its mirror
    point (a highlight), is not taken from the photo (with "keep" too: such a shadow is no skin).
@@ -94,6 +96,7 @@ SHIFT_RINGS = 6  # how far (vertex rings) from photo-backed skin a mirrored texe
 BALANCE_RINGS = 8  # the scale (vertex rings) at which left and right brightness are compared
 BALANCE_RANGE = (0.4, 2.5)  # the most a left/right brightness ratio is evened out (each side: its root)
 DARKER_RAMP = (2.0, 3.5)  # smooth brightness of the mirror point / this point: photo weight fades
+UNLIT = (1.2, 1.8)  # log(the face's median de-lit skin luma / here's): a hard shadow from, fully from
 SHADOW_RAMP = (0.2, 0.45)  # with "remove": estimated light / its mean on the skin, no photo weight below
 
 
@@ -308,6 +311,7 @@ class HeadBaker:
             # evens out the face's core.
             weight = torch.lerp(weight, balanced, core)
             gain = gain * balance.pow(core[..., None])
+            weight = weight * (1 - self.unlit(colours * gain, weight * self._face_part) * core)
         weight = weight * self.mouth_samples(colours * gain)
         # Squared on the face: a voxel of many faint samples (shadow, occluder edges) must not outvote
         # the pull. Not from the temples up and back, where the faint samples are the hair (seen at a
@@ -334,6 +338,23 @@ class HeadBaker:
         teeth = smoothstep(luma, *TEETH_LUMA) * (1 - smoothstep(chroma, *TEETH_CHROMA))
         gums = smoothstep(luma, *GUMS_LUMA) * smoothstep(redness, *GUMS_RED)
         return torch.where(self._teeth, teeth, torch.where(self._gums, gums, 1.0))
+
+    def unlit(self, colours: Tensor, weight: Tensor) -> Tensor:
+        """(F, V) 0..1: skin still far darker than the face's typical skin once the fitted light is
+        divided out: a hard shadow (down the nose and chin of a side-lit photo, under a cap's brim)
+        that nine smooth SH coefficients do not follow, so the model predicts light where the photo
+        is black. The mirror point or the fill takes it. Relative to the face's own median, so a dark
+        skin tone is not taken for shadow; nostrils and lash lines, as dark, fade in part."""
+        luma = colours @ colours.new_tensor((0.2126, 0.7152, 0.0722))
+        seen = weight > 0.5
+        typical = torch.stack(
+            [
+                (row[mask].median() if mask.any() else row.new_tensor(128.0))
+                for row, mask in zip(luma, seen, strict=True)
+            ]
+        )  # (F,)
+        darker = torch.log((typical[:, None] + 1) / (luma + 1))
+        return smoothstep(darker, *UNLIT)
 
     def balance(self, colours: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
         """What the SH light leaves of a left/right difference (a shadow's hard edge, light from close
