@@ -107,7 +107,7 @@ class BeforeBaker:
     def __init__(self, baker) -> None:
         self.baker = baker
 
-    def bake(self, images, sizes, face_image, verts, landmarks, lighting: str = "remove"):
+    def bake(self, images, sizes, face_image, verts, landmarks, lighting: str = "remove", handed=None):
         textures, coverage = self.baker.bake(images, sizes, face_image, verts, landmarks)[:2]
         sources = SimpleNamespace(
             lighting=torch.zeros((len(verts), 3, 9), device=verts.device),
