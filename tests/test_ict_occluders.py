@@ -136,3 +136,23 @@ def test_a_hard_shadow_is_not_skin_but_a_dark_skin_tone_is(baker: HeadBaker) -> 
     unlit = baker.unlit(colours, weight)
     assert float(unlit[0, shadow].min()) == 1.0 and float(unlit[0, ~shadow].max()) == 0.0
     assert float(unlit[1].max()) == 0.0
+
+
+def test_the_neck_takes_only_skin_coloured_samples(baker: HeadBaker) -> None:
+    from face3d.models.backends.ict.model import load_ict_model
+
+    model = load_ict_model()
+    neutral, chin = model.neutral, model.neutral[model.landmarks68[8]]
+    neck = baker._neck.numpy()
+    assert neck[model.landmarks68[8]] == 0.0  # the chin (and a beard on it) is not neck
+    skin = baker._skin.numpy()
+    front = skin & (neutral[:, 1] < chin[1] - 3) & (np.abs(neutral[:, 0]) < 2) & (neutral[:, 2] > 0)
+    under_jaw = skin & (np.abs(neutral[:, 1] - (chin[1] - 0.8)) < 0.3) & (np.abs(neutral[:, 0]) > 4)
+    assert front.any() and under_jaw.any()
+    assert neck[front].min() == 1.0 and neck[under_jaw].min() > 0.9
+    # A white collar or a blue shirt is far from the skin; the same skin in shade is not.
+    colours = torch.tensor(
+        [[[200.0, 150.0, 120.0], [240.0, 245.0, 250.0], [150.0, 180.0, 230.0], [110.0, 80.0, 62.0]]]
+    )
+    seen = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
+    assert baker.not_skin(colours, seen)[0].tolist() == pytest.approx([0.0, 1.0, 1.0, 0.0], abs=0.01)

@@ -33,7 +33,8 @@ Per call, for F faces with their fitted vertices projected into the photo:
 4. Fill colour of each vertex (fill.py here): a 3D push-pull of the well-seen vertices' (de-lit)
    colours; the eyeballs take an iris and pupil (the visible eye's iris colour, from the darker
    part of what lands on the fitted iris) where the photo shows neither eye; teeth take only
-   near-white samples, gums, tongue and the mouth's socket only red, lit ones (``mouth_samples``).
+   near-white samples, gums, tongue and the mouth's socket only red, lit ones (``mouth_samples``);
+   the neck only samples of the face's skin colour (``not_skin``: a collar, a scarf, a shirt).
 5. Per texel, barycentric blends of per-vertex values (``embedding_bag`` over a table of columns)
    give its photo position, its mirror point's position and the terms of the blend; the photo is
    sampled at both points (one ``grid_sample``), only at texels of triangles that take the photo
@@ -96,6 +97,10 @@ SHIFT_RINGS = 6  # how far (vertex rings) from photo-backed skin a mirrored texe
 BALANCE_RINGS = 8  # the scale (vertex rings) at which left and right brightness are compared
 BALANCE_RANGE = (0.4, 2.5)  # the most a left/right brightness ratio is evened out (each side: its root)
 DARKER_RAMP = (2.0, 3.5)  # smooth brightness of the mirror point / this point: photo weight fades
+NECK_RAMP = (0.5, 2.0)  # cm below the chin (neutral head): the neck's skin rule starts, holds fully
+NECK_BEHIND = 3.0  # cm behind the chin's front from which depth counts as height (under the jaw)
+NOT_SKIN = (0.25, 0.5)  # weighted log-colour distance from the face's skin: a neck sample fades, gone
+SKIN_DISTANCE_WEIGHTS = (1.0, 1.0, 0.3)  # log r/g, log b/g, log brightness (shadow is allowed)
 UNLIT = (1.2, 1.8)  # log(the face's median de-lit skin luma / here's): a hard shadow from, fully from
 SHADOW_RAMP = (0.2, 0.45)  # with "remove": estimated light / its mean on the skin, no photo weight below
 
@@ -165,6 +170,7 @@ class HeadBaker:
         parts = [topology.part_names[p] for p in topology.vertex_part]
         self._skin = put(np.array([p in SKIN_PARTS for p in parts]))
         self._face_part = put(np.array([p == "face" for p in parts]))
+        self._neck = put(self._neck_ramp(topology, parts))
         self._fit_ids = put(np.flatnonzero([p == "face" for p in parts])[::3])
         self._eye_part = put(np.array([p.startswith("eye") for p in parts]))
         self._teeth = put(np.array([p == "teeth" for p in parts]))
@@ -313,6 +319,7 @@ class HeadBaker:
             gain = gain * balance.pow(core[..., None])
             weight = weight * (1 - self.unlit(colours * gain, weight * self._face_part) * core)
         weight = weight * self.mouth_samples(colours * gain)
+        weight = weight * (1 - self._neck * self.not_skin(colours * gain, skin))
         # Squared on the face: a voxel of many faint samples (shadow, occluder edges) must not outvote
         # the pull. Not from the temples up and back, where the faint samples are the hair (seen at a
         # slant) that the fill carries over the head; squared, the face's skin outvotes it (bald).
@@ -321,6 +328,38 @@ class HeadBaker:
         filled, on_iris = self.eyes(filled, colours * gain, weight)
         weight = weight * on_iris
         return VertexSources(weight, facing, gain, filled, at, window, coefficients, occluded, core)
+
+    @staticmethod
+    def _neck_ramp(topology: HeadTopology, parts: list[str]) -> np.ndarray:
+        """(V,) 0..1 the neck: skin from NECK_RAMP below the chin down, on the neutral head, where
+        skin behind the chin's front counts lower by half its depth (under the jaw, beside the neck, a
+        collar shows up at the chin's height; the chin and jaw, and a beard on them, are not neck)."""
+        from face3d.models.backends.ict.model import load_ict_model
+
+        model = load_ict_model()
+        chin = model.neutral[model.landmarks68[8]]
+        behind = np.maximum(chin[2] - NECK_BEHIND - model.neutral[:, 2], 0)
+        below = chin[1] - model.neutral[:, 1] + behind / 2  # cm below the chin
+        t = np.clip((below - NECK_RAMP[0]) / (NECK_RAMP[1] - NECK_RAMP[0]), 0, 1)
+        skin = np.array([p in SKIN_PARTS for p in parts])
+        return (t * t * (3 - 2 * t) * skin).astype(np.float32)
+
+    def not_skin(self, colours: Tensor, skin: Tensor) -> Tensor:
+        """(F, V) 0..1 how far each sample's colour is from the face's skin (its weighted median over
+        the well-seen ``skin``): far in chroma (log r/g, log b/g) or, less strictly, in brightness.
+        The neck takes only skin-coloured samples: below the chin a photo shows collars, scarves and
+        hair as often as neck, and the fit's neck reaches into them."""
+        log = (colours.clamp_min(1.0)).log()
+        features = torch.stack([log[..., 0] - log[..., 1], log[..., 2] - log[..., 1], log.mean(-1)], dim=-1)
+        seen = skin > 0.5
+        typical = torch.stack(
+            [
+                (row[mask].median(dim=0).values if mask.any() else row.median(dim=0).values)
+                for row, mask in zip(features, seen, strict=True)
+            ]
+        )  # (F, 3)
+        distance = ((features - typical[:, None]).abs() * features.new_tensor(SKIN_DISTANCE_WEIGHTS)).sum(-1)
+        return smoothstep(distance, *NOT_SKIN)
 
     def mouth_samples(self, colours: Tensor) -> Tensor:
         """(F, V) 0..1 trust of the photo's samples on the teeth, gums and tongue (1 elsewhere).
