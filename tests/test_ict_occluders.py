@@ -91,13 +91,18 @@ def test_teeth_take_white_samples_and_gums_red_ones(baker: HeadBaker) -> None:
         [(225.0, 215.0, 200.0), (215.0, 140.0, 150.0), (40.0, 20.0, 22.0), (190.0, 95.0, 100.0)]
     )
     teeth, gums = int(baker._teeth.nonzero()[0]), int(baker._gums.nonzero()[-1])
-    colours = torch.full((4, baker._teeth.numel(), 3), 128.0)
+    count = baker._teeth.numel()
+    colours = torch.tensor([200.0, 150.0, 120.0]).repeat(4, count, 1)  # a face of skin
     colours[:, teeth], colours[:, gums] = samples, samples
-    trust = baker.mouth_samples(colours)
+    skin = torch.ones(4, count)
+    trust = baker.mouth_samples(colours, skin)
     # white: a tooth; pink: lip; dark: the mouth's depth; red: tongue or gum
     assert trust[:, teeth].tolist() == pytest.approx([1.0, 0.0, 0.0, 0.0])
     assert trust[:, gums].tolist() == pytest.approx([0.0, 1.0, 0.0, 1.0])
     assert float(trust[:, ~(baker._teeth | baker._gums)].min()) == 1.0  # skin is not judged here
+    # A greyscale photo: grey gums are what it shows of them (a red prior would be the only colour)
+    grey = torch.full((1, count, 3), 150.0)
+    assert float(baker.mouth_samples(grey, skin[:1])[0, gums]) == 1.0
 
 
 def test_a_hand_over_the_face_is_not_baked(weights_cache: Path) -> None:

@@ -91,6 +91,7 @@ IRIS_BRIGHT = (1.1, 1.5)  # luma / the iris samples' mean: a sample on the iris 
 TEETH_LUMA = (70.0, 120.0)  # sRGB luma of a teeth sample: no photo weight below, full above
 TEETH_CHROMA = (0.15, 0.28)  # (max - min) / max of a teeth sample's sRGB: full weight below, none above
 GUMS_LUMA = (30.0, 55.0)  # sRGB luma of a gums or tongue sample: no photo weight below, full above
+COLOURFUL = (0.03, 0.1)  # the skin's median chroma: a greyscale photo below, colour above
 GUMS_RED = (0.08, 0.2)  # (r - (g + b) / 2) / r of a gums or tongue sample: no weight below, full above
 LIGHTING_MODES = ("remove", "keep")
 SHIFT_RINGS = 6  # how far (vertex rings) from photo-backed skin a mirrored texel takes this side's tone
@@ -318,7 +319,7 @@ class HeadBaker:
             weight = torch.lerp(weight, balanced, core)
             gain = gain * balance.pow(core[..., None])
             weight = weight * (1 - self.unlit(colours * gain, weight * self._face_part) * core)
-        weight = weight * self.mouth_samples(colours * gain)
+        weight = weight * self.mouth_samples(colours * gain, skin)
         weight = weight * (1 - self._neck * self.not_skin(colours * gain, skin))
         # Squared on the face: a voxel of many faint samples (shadow, occluder edges) must not outvote
         # the pull. Not from the temples up and back, where the faint samples are the hair (seen at a
@@ -361,21 +362,33 @@ class HeadBaker:
         distance = ((features - typical[:, None]).abs() * features.new_tensor(SKIN_DISTANCE_WEIGHTS)).sum(-1)
         return smoothstep(distance, *NOT_SKIN)
 
-    def mouth_samples(self, colours: Tensor) -> Tensor:
+    def mouth_samples(self, colours: Tensor, skin: Tensor) -> Tensor:
         """(F, V) 0..1 trust of the photo's samples on the teeth, gums and tongue (1 elsewhere).
 
         The inner lip contour never matches the fitted mouth exactly, so these parts also receive
         lips, the mouth's shadow and each other's colours. Teeth are bright and near white: a dark
         sample is shadow or a gap, a coloured one is lip or gum. Gums and the tongue are red and lit:
         a dark sample is the mouth's depth, a white one a tooth in front. What is left out, the fill
-        takes (what the photo shows of that part elsewhere, else a clean prior, fill.py)."""
+        takes (what the photo shows of that part elsewhere, else a clean prior, fill.py). In a photo
+        without colour (the well-seen ``skin`` has none), redness tells nothing: a red prior would
+        be the only colour on the head, so the gums' test keeps to brightness."""
         luma = colours @ colours.new_tensor((0.2126, 0.7152, 0.0722))
         top, low = colours.amax(dim=-1), colours.amin(dim=-1)
         chroma = (top - low) / top.clamp_min(1.0)
         red, green, blue = colours.unbind(-1)
         redness = (red - (green + blue) / 2) / red.clamp_min(1.0)
+        seen = skin > 0.5
+        skin_chroma = torch.stack(
+            [
+                (row[mask].median() if mask.any() else row.new_tensor(1.0))
+                for row, mask in zip(chroma, seen, strict=True)
+            ]
+        )  # (F,)
+        colourful = smoothstep(skin_chroma, *COLOURFUL)[:, None]
         teeth = smoothstep(luma, *TEETH_LUMA) * (1 - smoothstep(chroma, *TEETH_CHROMA))
-        gums = smoothstep(luma, *GUMS_LUMA) * smoothstep(redness, *GUMS_RED)
+        gums = smoothstep(luma, *GUMS_LUMA) * torch.lerp(
+            torch.ones_like(luma), smoothstep(redness, *GUMS_RED), colourful
+        )
         return torch.where(self._teeth, teeth, torch.where(self._gums, gums, 1.0))
 
     def unlit(self, colours: Tensor, weight: Tensor) -> Tensor:
