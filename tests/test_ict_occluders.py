@@ -12,7 +12,7 @@ from PIL import Image
 
 from face3d.models.backends import BackendConfig, create_backend
 from face3d.models.backends.ict.backend import IctBackend
-from face3d.models.backends.ict.bake import HeadBaker
+from face3d.models.backends.ict.bake import HeadBaker, unnatural_hue
 from face3d.models.backends.ict.glasses import glasses_frames
 from face3d.models.backends.ict.regions import EYE_A, EYE_B
 from face3d.models.nets.frontend import StageClock
@@ -161,3 +161,25 @@ def test_the_neck_takes_only_skin_coloured_samples(baker: HeadBaker) -> None:
     )
     seen = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
     assert baker.not_skin(colours, seen)[0].tolist() == pytest.approx([0.0, 1.0, 1.0, 0.0], abs=0.01)
+
+
+def test_a_lifted_shadow_takes_the_skins_hue_and_blue_or_teal_is_no_skin(baker: HeadBaker) -> None:
+    luma = torch.tensor((0.2126, 0.7152, 0.0722))
+    colours = torch.tensor([[[200.0, 150.0, 120.0]] * 3 + [[60.0, 50.0, 72.0]]])  # a teal-lit shadow
+    gain = torch.ones(1, 4, 3)
+    gain[0, 3] = 2.0  # the de-lighting lifts the shadow to the skin's brightness
+    skin = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    extra = baker.shadow_hue(colours, gain, skin)
+    lifted = colours * gain * extra
+    assert extra[0, :3].flatten().tolist() == pytest.approx([1.0] * 9)  # the lit skin keeps its colour
+    ratios = lifted[0, 3] / lifted[0, 3, 1]
+    assert ratios.tolist() == pytest.approx([200 / 150, 1.0, 120 / 150], rel=1e-3)  # the skin's hue ...
+    assert float(lifted[0, 3] @ luma) == pytest.approx(
+        float((colours * gain)[0, 3] @ luma), rel=1e-3
+    )  # its light
+    samples = torch.tensor(
+        [[[200.0, 150.0, 120.0], [150.0, 150.0, 152.0], [60.0, 190.0, 190.0], [90.0, 120.0, 200.0]]]
+    )
+    assert unnatural_hue(samples)[0].tolist() == pytest.approx(
+        [0.0, 0.0, 1.0, 1.0]
+    )  # skin, grey hair, teal, blue

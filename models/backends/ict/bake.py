@@ -25,6 +25,9 @@ Per call, for F faces with their fitted vertices projected into the photo:
    and deep shadow (little light, or far darker than the mirror point) gives way to the mirror, as
    does a hard shadow the smooth light does not follow (``unlit``: still far darker than the face's
    median skin once divided out, as down the nose of a side-lit face, where no mirror point helps).
+   A shadow the division lifts takes the skin's hue (``shadow_hue``: it was lit by what is around,
+   a window's teal, the sky), and beyond the face's core a hue no skin or hair has (``unnatural_hue``:
+   the background beside a fit a few pixels wide) is not baked.
 3. Occluders (``occluders``): skin much darker than its mirror point once the light is divided out
    (one side's hair or hand, a cast shadow), or much brighter than the skin light and its mirror
    point (a highlight), is not taken from the photo (with "keep" too: such a shadow is no skin).
@@ -102,6 +105,8 @@ NECK_RAMP = (0.5, 2.0)  # cm below the chin (neutral head): the neck's skin rule
 NECK_BEHIND = 3.0  # cm behind the chin's front from which depth counts as height (under the jaw)
 NOT_SKIN = (0.25, 0.5)  # weighted log-colour distance from the face's skin: a neck sample fades, gone
 SKIN_DISTANCE_WEIGHTS = (1.0, 1.0, 0.3)  # log r/g, log b/g, log brightness (shadow is allowed)
+UNNATURAL = (0.1, 0.3)  # log-chroma beyond grey towards blue or green: no skin or hair hue from, fully
+SHADOW_LIFT = (1.25, 1.8)  # sRGB luma gain of the de-lighting: a shadow's hue gives way from, fully
 UNLIT = (1.2, 1.8)  # log(the face's median de-lit skin luma / here's): a hard shadow from, fully from
 SHADOW_RAMP = (0.2, 0.45)  # with "remove": estimated light / its mean on the skin, no photo weight below
 
@@ -312,6 +317,7 @@ class HeadBaker:
         else:  # deep shadow holds noise and clipped blacks, not skin: the mirror or fill takes over
             light = relative_light(coefficients, mean, camera)
             gain = delight_gain(light)
+            gain = gain * self.shadow_hue(colours, gain, skin)
             weight = weight * smoothstep(light.mean(dim=-1), *SHADOW_RAMP)
             balance, balanced = self.balance(colours * gain, weight)
             # Hair differs from side to side by style (a side parting), not by light: the balance
@@ -321,6 +327,10 @@ class HeadBaker:
             weight = weight * (1 - self.unlit(colours * gain, weight * self._face_part) * core)
         weight = weight * self.mouth_samples(colours * gain, skin)
         weight = weight * (1 - self._neck * self.not_skin(colours * gain, skin))
+        # Beyond the face's core, towards the outline, a fit a few pixels wide samples the background:
+        # a colour no skin or hair has (a car's teal, a blue sky or shirt) is not baked there.
+        away = (1 - core) * self._skin * (1 - self._neck)
+        weight = weight * (1 - away * unnatural_hue(colours))
         # Squared on the face: a voxel of many faint samples (shadow, occluder edges) must not outvote
         # the pull. Not from the temples up and back, where the faint samples are the hair (seen at a
         # slant) that the fill carries over the head; squared, the face's skin outvotes it (bald).
@@ -390,6 +400,33 @@ class HeadBaker:
             torch.ones_like(luma), smoothstep(redness, *GUMS_RED), colourful
         )
         return torch.where(self._teeth, teeth, torch.where(self._gums, gums, 1.0))
+
+    def shadow_hue(self, colours: Tensor, gain: Tensor, skin: Tensor) -> Tensor:
+        """(F, V, 3) extra gains that give the samples a de-lit shadow lifts the skin's own hue.
+
+        A shadow is lit by what is around (a car's teal window, the sky): its hue is that light's, not
+        the skin's, and the SH light, fitted mostly to the lit skin, leaves it. Lifted to the skin's
+        brightness it painted blue-grey cheeks (walter, jesse). The further a sample was lifted
+        (SHADOW_LIFT), the more its chroma (log r/g, log b/g) moves to the well-seen skin's median, its
+        luma kept."""
+        lit = (colours * gain).clamp_min(1.0)
+        luma_weights = colours.new_tensor((0.2126, 0.7152, 0.0722))
+        lift = smoothstep(gain @ luma_weights, *SHADOW_LIFT)[..., None]  # (F, V, 1)
+        log = lit.log()
+        chroma = torch.stack([log[..., 0] - log[..., 1], log[..., 2] - log[..., 1]], dim=-1)  # (F, V, 2)
+        seen = skin > 0.5
+        typical = torch.stack(
+            [
+                (row[mask].median(dim=0).values if mask.any() else row.median(dim=0).values)
+                for row, mask in zip(chroma, seen, strict=True)
+            ]
+        )  # (F, 2)
+        ratio = torch.lerp(chroma, typical[:, None].expand_as(chroma), lift).exp()  # r/g, b/g
+        green = (lit @ luma_weights) / (
+            luma_weights[0] * ratio[..., 0] + luma_weights[1] + luma_weights[2] * ratio[..., 1]
+        )
+        target = torch.stack([ratio[..., 0] * green, green, ratio[..., 1] * green], dim=-1)
+        return target / lit
 
     def unlit(self, colours: Tensor, weight: Tensor) -> Tensor:
         """(F, V) 0..1: skin still far darker than the face's typical skin once the fitted light is
@@ -534,6 +571,16 @@ class HeadBaker:
         elif size != self.uv_size:
             atlas = F.interpolate(atlas.float(), size=out, mode="bilinear").add_(0.5).to(torch.uint8)
         return atlas.permute(0, 2, 3, 1), coverage, src
+
+
+def unnatural_hue(colours: Tensor) -> Tensor:
+    """(F, V) 0..1 how far a colour lies beyond neutral grey towards blue (log b/g) or green and teal
+    (log r/g below 0), measured on the photo's own colours: skin and hair of every shade, grey and
+    white hair included, sit on the warm side of grey; a car's teal, the sky or a blue shirt do not."""
+    log = colours.clamp_min(1.0).log()
+    bluer = (log[..., 2] - log[..., 1]).clamp_min(0)
+    greener = (log[..., 1] - log[..., 0]).clamp_min(0)
+    return smoothstep(bluer + greener, *UNNATURAL)
 
 
 def _iris_maps(topology: HeadTopology, parts: list[str]) -> tuple[np.ndarray, np.ndarray]:
