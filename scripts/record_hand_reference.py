@@ -23,17 +23,18 @@ of them) and photos without hands.
 
 from __future__ import annotations
 
-import argparse
-import hashlib
 import json
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from scripts.mediapipe_reference import photo_entries, worker_arguments, write_reference  # noqa: E402
+from scripts.mediapipe_reference import run_worker as run_mediapipe  # noqa: E402
+
 OUTPUT = ROOT / "tests" / "data" / "hand_reference.json"
 PROFILE_PHOTOS = ROOT / "tests" / "data" / "profile_photos"
 MEDIAPIPE_VERSION = "0.10.21"
@@ -100,31 +101,13 @@ def hand_photos() -> dict[str, np.ndarray]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mediapipe-python", default="/tmp/mpvenv/bin/python", help="python with mediapipe")
-    parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = worker_arguments(__doc__)
     if args.worker is not None:
         run_worker(args.worker)
         return
-    from PIL import Image
-
     photos = hand_photos()
-    with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        for name, pixels in photos.items():
-            Image.fromarray(pixels).save(tmp / f"{name}.png")
-        subprocess.run([args.mediapipe_python, __file__, "--worker", str(tmp)], check=True)
-        results = json.loads((tmp / "result.json").read_text())
-    entries = {}
-    for name, pixels in photos.items():
-        entries[name] = {
-            "width": pixels.shape[1],
-            "height": pixels.shape[0],
-            "pixels_sha256": hashlib.sha256(np.ascontiguousarray(pixels).tobytes()).hexdigest(),
-            "hands": results[name],
-        }
-        print(f"{name}: {pixels.shape[1]}x{pixels.shape[0]} hands {len(results[name])}")
+    results = run_mediapipe(args.mediapipe_python, __file__, photos)
+    entries = photo_entries(photos, results, "hands")
     reference = {
         "mediapipe": MEDIAPIPE_VERSION,
         "solution": "mp.solutions.hands (palm_detection_full.tflite, hand_landmark_full.tflite)",
@@ -138,9 +121,7 @@ def main() -> None:
         "units": "landmarks in image pixels (x, y); left: MediaPipe's probability of its 'Left' label",
         "photos": entries,
     }
-    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    OUTPUT.write_text(json.dumps(reference, separators=(",", ":")) + "\n")
-    print(f"wrote {OUTPUT} ({OUTPUT.stat().st_size // 1024} KiB)")
+    write_reference(OUTPUT, reference)
 
 
 if __name__ == "__main__":

@@ -24,12 +24,8 @@ with ``--worker`` in a throwaway venv's python:
 
 from __future__ import annotations
 
-import argparse
-import hashlib
 import json
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +33,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from scripts.mediapipe_reference import pixels_sha256, worker_arguments, write_reference  # noqa: E402
+from scripts.mediapipe_reference import run_worker as run_mediapipe  # noqa: E402
 from scripts.record_face_landmarker_reference import (  # noqa: E402
     MEDIAPIPE_VERSION,
     face_landmarker,
@@ -98,26 +96,15 @@ def run_worker(folder: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mediapipe-python", default="/tmp/mpvenv/bin/python", help="python with mediapipe")
-    parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = worker_arguments(__doc__)
     if args.worker is not None:
         run_worker(args.worker)
         return
-    from PIL import Image
-
     from scripts.profile_photos import manifest, no_face_photos, profile_photos
 
     sets = {"profile": profile_photos(), "no_face": no_face_photos()}
-    with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        face_landmarker_task(tmp)
-        for photos in sets.values():
-            for name, pixels in photos.items():
-                Image.fromarray(pixels).save(tmp / f"{name}.png")
-        subprocess.run([args.mediapipe_python, __file__, "--worker", str(tmp)], check=True)
-        results = json.loads((tmp / "result.json").read_text())
+    every = {name: pixels for photos in sets.values() for name, pixels in photos.items()}
+    results = run_mediapipe(args.mediapipe_python, __file__, every, prepare=face_landmarker_task)
     reference: dict = {
         "mediapipe": MEDIAPIPE_VERSION,
         "settings": {"mode": "IMAGE / static", "max_faces": MAX_FACES, "thresholds": THRESHOLD},
@@ -128,13 +115,12 @@ def main() -> None:
     for set_name, photos in sets.items():
         reference[set_name] = {}
         for name, pixels in photos.items():
-            sha = hashlib.sha256(np.ascontiguousarray(pixels).tobytes()).hexdigest()
+            sha = pixels_sha256(pixels)
             reference[set_name][name] = {"pixels_sha256": sha, **entries.get(name, {}), **results[name]}
         for pipeline in PIPELINES:
             found = sum(bool(entry[pipeline]) for entry in reference[set_name].values())
             print(f"{set_name}: {pipeline} found a face on {found}/{len(photos)}")
-    OUTPUT.write_text(json.dumps(reference, indent=None, separators=(",", ":")) + "\n")
-    print(f"wrote {OUTPUT} ({OUTPUT.stat().st_size // 1024} KiB)")
+    write_reference(OUTPUT, reference)
 
 
 if __name__ == "__main__":
