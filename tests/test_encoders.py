@@ -80,17 +80,22 @@ def test_encoders_store_files_and_answer_a_summary(
     assert artifact is not None and artifact.data[:4] == b"glTF" and results["d" * 32].summary is None
 
 
+def _zips_both_ways(tmp_path: Path, task: EncodeTask) -> tuple[list[tuple[str, bytes]], ...]:
+    """The zip artifact of ``task`` encoded in threads and in an encoder process: (name, bytes) in order."""
+    files = []
+    for processes in (0, 1):
+        artifact = _run(processes, _settings(tmp_path), [task])[task.job.id].artifact
+        assert artifact is not None
+        with zipfile.ZipFile(io.BytesIO(artifact.data)) as archive:
+            files.append([(name, archive.read(name)) for name in archive.namelist()])
+    return tuple(files)
+
+
 def test_processes_and_threads_agree(facemesh: FacemeshBackend, tmp_path: Path) -> None:
     (rec,) = facemesh.reconstruct([photo("face_001")], uv_size=256)
     task = EncodeTask(_job("x" * 32, {"obj", "glb"}, artifact="zip"), rec, None, facemesh.describe())
-    by_threads = _run(0, _settings(tmp_path), [task])["x" * 32].artifact
-    by_processes = _run(1, _settings(tmp_path), [task])["x" * 32].artifact
-    assert by_threads is not None and by_processes is not None
-    with (
-        zipfile.ZipFile(io.BytesIO(by_threads.data)) as a,
-        zipfile.ZipFile(io.BytesIO(by_processes.data)) as b,
-    ):
-        assert a.namelist() == b.namelist() and all(a.read(n) == b.read(n) for n in a.namelist())
+    by_threads, by_processes = _zips_both_ways(tmp_path, task)
+    assert by_threads == by_processes
 
 
 def _shm_blocks() -> set[str]:
@@ -115,13 +120,6 @@ def test_textures_reach_encoder_processes_through_shared_memory(
     finally:
         shared.discard()
     before = _shm_blocks()
-    by_threads = _run(0, _settings(tmp_path), [task])["s" * 32].artifact
-    by_processes = _run(1, _settings(tmp_path), [task])["s" * 32].artifact
-    assert by_threads is not None and by_processes is not None
-    with (
-        zipfile.ZipFile(io.BytesIO(by_threads.data)) as a,
-        zipfile.ZipFile(io.BytesIO(by_processes.data)) as b,
-    ):
-        assert "preview.png" in a.namelist() and a.namelist() == b.namelist()
-        assert all(a.read(n) == b.read(n) for n in a.namelist())
+    by_threads, by_processes = _zips_both_ways(tmp_path, task)
+    assert "preview.png" in [name for name, _ in by_threads] and by_threads == by_processes
     assert _shm_blocks() <= before  # the encoder unlinked what it received

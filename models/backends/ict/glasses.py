@@ -17,12 +17,13 @@ eye centres, ``PER_UNIT`` pixels per unit, whatever the photo's size: the cost i
    (lashes and the lid line are the person's) and the brows, dilated by about one vertex spacing, so
    that no vertex beside a rim keeps its colour.
 
-Measured on the texture set (bench/texture_quality.py photos): the bridge's relative top-hat is 0.30
+Measured once on the texture set (bench/texture_quality.py's photos, a scratch script; the test
+tests/test_ict_occluders.py holds the outcome, glasses or not): the bridge's relative top-hat is 0.30
 (face_001) and 0.80 (walter) with glasses, at most 0.03 without (jesse's side light, lenna,
 astronaut, image00021, merge_action). Missed: takeo's faint thin rims (0.03 on a greyscale photo
-150 px wide, the face 60 px across), which stay painted, as before. Cost on one CPU thread: about
-1.5 ms a face without glasses (the frames are not looked for once the bridge shows none), 3.8 ms
-with.
+150 px wide, the face 60 px across), which stay painted, as before. Cost on one CPU thread (scratch
+timing, min of 30): about 1.5 ms a face without glasses (the frames are not looked for once the
+bridge shows none), 3.8 ms with.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from face3d.models.backends.ict.lighting import luma as luma_of
 from face3d.models.backends.ict.regions import EYE_A, EYE_B, inside_near
+from face3d.models.geometry.ramps import smoothstep
 
 CROP = ((-1.3, 1.3), (-0.5, 0.45))  # (along the eyes, down), in eye distances from their midpoint
 PER_UNIT = 64  # crop pixels per eye distance
@@ -44,12 +47,6 @@ FRAME = (0.1, 0.22)  # relative top-hat of a frame pixel: none below, fully abov
 # MediaPipe's brows (FACEMESH_LEFT/RIGHT_EYEBROW): upper arc, then the lower one back.
 BROW_A = (70, 63, 105, 66, 107, 55, 65, 52, 53, 46)
 BROW_B = (300, 293, 334, 296, 336, 285, 295, 282, 283, 276)
-LUMA = (0.2126, 0.7152, 0.0722)
-
-
-def _ramp(x: Tensor, lo: float, hi: float) -> Tensor:
-    t = ((x - lo) / (hi - lo)).clamp(0, 1)
-    return t * t * (3 - 2 * t)
 
 
 def _max_filter(x: Tensor, size: int) -> Tensor:
@@ -86,7 +83,7 @@ def glasses_frames(window: Tensor, landmarks: Tensor, at: Tensor) -> tuple[Tenso
     pixels = centre[:, None, None] + span_ * (st[..., :1] * u[:, None, None] + st[..., 1:] * v[:, None, None])
     grid = (pixels + 0.5) * 2 / size - 1
     luma = F.grid_sample(window, grid, align_corners=False, padding_mode="border")
-    luma = torch.einsum("fchw,c->fhw", luma, luma.new_tensor(LUMA))[:, None]
+    luma = luma_of(luma.permute(0, 2, 3, 1)).unsqueeze(1)
     closed = -_max_filter(-_max_filter(luma, CLOSING), CLOSING)
     hat = (closed - luma) / closed.clamp_min(8.0)  # (F, 1, rows, cols) relative darkness
     # A bridge is a bar across the whole strip; a furrow or the nose's side shadow runs down it.
@@ -96,7 +93,7 @@ def glasses_frames(window: Tensor, landmarks: Tensor, at: Tensor) -> tuple[Tenso
     across = (s[None] - bridge).abs() <= BRIDGE[0]  # (F, cols)
     down = (t >= BRIDGE[1][0]) & (t <= BRIDGE[1][1])  # (rows,)
     strip = torch.where(across[:, None], hat[:, 0], hat.new_tensor(float("inf")))[:, down]
-    present = _ramp(strip.amin(dim=2).amax(dim=1), *PRESENT)  # (F,)
+    present = smoothstep(strip.amin(dim=2).amax(dim=1), *PRESENT)  # (F,)
     if not bool(present.any()):  # most faces: no glasses, nothing more to find (one sync)
         return at.new_zeros(at.shape[:2]), present
     # Not frames: the eyes' openings (lashes, lid lines) and the brows, each a little grown.
@@ -106,7 +103,7 @@ def glasses_frames(window: Tensor, landmarks: Tensor, at: Tensor) -> tuple[Tenso
         inside = inside_near(flat, lm[:, list(polygon)]).to(own)
         own = torch.maximum(own, inside.view(faces, 1, rows, cols))
     own = _max_filter(own, EXCLUDE)
-    frame = _ramp(hat, *FRAME) * (1 - own)
+    frame = smoothstep(hat, *FRAME) * (1 - own)
     frame = _max_filter(frame, DILATE)
     # Each vertex reads the mask at its place in the crop (0 outside it).
     d = to_pixels(at) - centre[:, None]

@@ -28,12 +28,25 @@ import torch
 from torch import Tensor
 
 GAMMA = 2.2
+LUMA = (0.2126, 0.7152, 0.0722)  # Rec. 709 weights: the brightness every rule of the bake compares
 # Ridge per SH band, relative to the mean diagonal of the normal equations: the first band (the
 # light's direction) nearly free, the second (its shape) damped.
 RIDGE = (0.0, 0.01, 0.01, 0.01, 0.2, 0.2, 0.2, 0.2, 0.2)
 CAUCHY = 0.2  # residual (relative to the skin's mean) at which a sample's weight halves
 ITERATIONS = 3
 GAIN_RANGE = (0.4, 3.0)  # linear-light gain limits: deep shadows are not brightened into noise
+
+
+def luma(colours: Tensor) -> Tensor:
+    """(...,) the Rec. 709 luma of colours (..., 3), in their own units (sRGB or linear)."""
+    return colours @ colours.new_tensor(LUMA)
+
+
+def log_chroma(colours: Tensor) -> Tensor:
+    """(..., 2) log r/g and log b/g of colours (..., 3) (0..255, clamped at 1): hue and saturation
+    without the brightness, which shadow changes."""
+    log = colours.clamp_min(1.0).log()
+    return torch.stack([log[..., 0] - log[..., 1], log[..., 2] - log[..., 1]], dim=-1)
 
 
 def sh_basis(normals: Tensor) -> Tensor:
@@ -65,7 +78,7 @@ def fit_lighting(colours: Tensor, normals: Tensor, weights: Tensor) -> tuple[Ten
     linear = (colours / 255).clamp_min(0) ** GAMMA
     basis = sh_basis(normals)  # (F, P, 9)
     ridge = torch.tensor(RIDGE, dtype=basis.dtype, device=basis.device)
-    luma = torch.tensor((0.2126, 0.7152, 0.0722), dtype=basis.dtype, device=basis.device)
+    luma = torch.tensor(LUMA, dtype=basis.dtype, device=basis.device)
     robust = weights.clone()
     coefficients = basis.new_zeros((len(colours), 3, 9))
     for _ in range(ITERATIONS):

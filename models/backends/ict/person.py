@@ -37,10 +37,10 @@ from scipy.ndimage import distance_transform_edt
 from torch import Tensor
 
 from face3d.models.backends.frontend import to_host
-from face3d.models.backends.ict.bake import smoothstep  # the bake's ramp: the same blend bands
 from face3d.models.backends.ict.fit import IctFit, IctFitter
 from face3d.models.backends.ict.topology import HeadTopology
 from face3d.models.geometry.pose import PoseFit
+from face3d.models.geometry.ramps import smoothstep  # the bake's ramp: the same blend bands
 from face3d.models.geometry.uv_raster import rasterize_atlas
 from face3d.models.nets.frontend import Located, StageClock
 from face3d.models.reconstruction import PersonPhoto, PersonReconstruction, face_from_host
