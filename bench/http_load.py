@@ -17,7 +17,12 @@ obj, png, glb, json) unless ``--formats`` names others.
 
 CPU per image: the user + system time that the server's whole process tree (API, workers, encoders,
 read from /proc) spent during a level, divided by its answers: what a request costs the host, which
-is what throughput on a small CPU machine is bounded by.
+is what throughput on a small CPU machine is bounded by. The system part is shown on its own: it is
+mostly the kernel's work of writing the result files, so it grows with the bytes a request stores.
+
+Bytes per request: after its levels, each server answers one more request whose files are fetched
+(``GET`` of every URL in the answer; with ``--format``, the artifact itself), and their sizes printed:
+output size is part of a request's cost (stored, written, and sent to the client).
 
 Side by side: every backend of ``--backends`` gets its own server in turn (the same config but the
 backend), and with ``--before-repo`` every backend also runs on an older checkout (started from its
@@ -67,12 +72,13 @@ class LevelResult:
     p99_ms: float
     statuses: dict[str, int]
     cpu_ms_per_image: float  # the server's process tree; NaN against a remote --url
+    sys_ms_per_image: float  # of which system (kernel) time
 
 
-def tree_cpu_s(root: int) -> float:
-    """CPU seconds (user + system) spent so far by process ``root`` and its live descendants (Linux)."""
+def tree_cpu_s(root: int) -> tuple[float, float]:
+    """CPU seconds (user, system) spent so far by process ``root`` and its live descendants (Linux)."""
     parent: dict[int, int] = {}
-    cpu: dict[int, float] = {}
+    cpu: dict[int, tuple[float, float]] = {}
     tick = os.sysconf("SC_CLK_TCK")
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -84,7 +90,7 @@ def tree_cpu_s(root: int) -> float:
         fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": state, ppid, ...
         pid = int(entry.name)
         parent[pid] = int(fields[1])
-        cpu[pid] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        cpu[pid] = (int(fields[11]) / tick, int(fields[12]) / tick)  # utime, stime
     tree, grew = {root}, True
     while grew:
         grew = False
@@ -92,7 +98,8 @@ def tree_cpu_s(root: int) -> float:
             if ppid in tree and pid not in tree:
                 tree.add(pid)
                 grew = True
-    return sum(cpu.get(pid, 0.0) for pid in tree)
+    times = [cpu[pid] for pid in tree if pid in cpu]
+    return sum(t[0] for t in times), sum(t[1] for t in times)
 
 
 def bench_image(side: int = 1280) -> bytes:
@@ -135,17 +142,34 @@ async def run_level(
                 latencies.append((time.perf_counter() - started) * 1000.0)
 
     async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as client:
-        cpu_before = tree_cpu_s(server_pid) if server_pid else float("nan")
+        nan = (float("nan"), float("nan"))
+        user_before, sys_before = tree_cpu_s(server_pid) if server_pid else nan
         started = time.perf_counter()
         await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-        cpu_s = tree_cpu_s(server_pid) - cpu_before if server_pid else float("nan")
+        user_after, sys_after = tree_cpu_s(server_pid) if server_pid else nan
+    answers = max(len(latencies), 1)
     p50, p95, p99 = np.percentile(latencies, [50, 95, 99]).tolist() if latencies else (float("nan"),) * 3
     return LevelResult(
         concurrency, sent, len(latencies), round(elapsed, 3), round(len(latencies) / elapsed, 3),
         round(p50, 1), round(p95, 1), round(p99, 1), dict(statuses),
-        round(1000 * cpu_s / max(len(latencies), 1), 1),
+        round(1000 * (user_after - user_before + sys_after - sys_before) / answers, 1),
+        round(1000 * (sys_after - sys_before) / answers, 1),
     )  # fmt: skip
+
+
+def output_bytes(url: str, token: str, image: bytes, params: dict[str, Any]) -> dict[str, int]:
+    """Bytes of what one request produces: each stored file (fetched by its URL), or the artifact."""
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=url, timeout=300, headers=headers) as client:
+        response = client.post(
+            "/v1/reconstruct", content=image, params=params, headers={"Content-Type": "image/jpeg"}
+        )
+        response.raise_for_status()
+        if "format" in params:
+            return {f"?format={params['format']}": len(response.content)}
+        files = response.json()["files"]
+        return {name: len(client.get(link).raise_for_status().content) for name, link in files.items()}
 
 
 def free_port() -> int:
@@ -248,19 +272,25 @@ def median_level(runs: list[LevelResult]) -> LevelResult:
     return LevelResult(
         runs[0].concurrency, sum(r.requests for r in runs), sum(r.ok for r in runs), mid("seconds"),
         mid("images_per_s"), mid("p50_ms"), mid("p95_ms"), mid("p99_ms"), dict(statuses),
-        mid("cpu_ms_per_image"),
+        mid("cpu_ms_per_image"), mid("sys_ms_per_image"),
     )  # fmt: skip
 
 
 def print_table(title: str, results: list[LevelResult]) -> None:
     print(f"\n{title}")
     head = f"{'conc':>5} {'ok/sent':>9} {'img/s':>8} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9}"
-    print(f"{head} {'CPU ms/img':>11}  statuses")
+    print(f"{head} {'CPU ms/img':>11} {'of it sys':>10}  statuses")
     for r in results:
         print(
             f"{r.concurrency:>5} {r.ok:>4}/{r.requests:<4} {r.images_per_s:>8.2f} {r.p50_ms:>9.1f} "
-            f"{r.p95_ms:>9.1f} {r.p99_ms:>9.1f} {r.cpu_ms_per_image:>11.1f}  {r.statuses}"
+            f"{r.p95_ms:>9.1f} {r.p99_ms:>9.1f} {r.cpu_ms_per_image:>11.1f} {r.sys_ms_per_image:>10.1f}"
+            f"  {r.statuses}"
         )
+
+
+def print_bytes(title: str, sizes: dict[str, int]) -> None:
+    listed = ", ".join(f"{name} {size / 1e6:.2f}" for name, size in sizes.items())
+    print(f"  {title}: {sum(sizes.values()) / 1e6:.2f} MB per request ({listed})")
 
 
 def print_ratios(title: str, results: list[LevelResult], reference: list[LevelResult]) -> None:
@@ -306,17 +336,22 @@ def main() -> None:
     params.update({"formats": args.formats} if args.formats else {})
     params.update({"format": args.single} if args.single else {})
 
-    def run(url: str, token: str, pid: int | None) -> list[LevelResult]:
+    sizes: dict[str, dict[str, int]] = {}
+
+    def run(url: str, token: str, pid: int | None, name: str = "") -> list[LevelResult]:
         asyncio.run(run_level(url, token, image, 1, 2, 60, params))  # warm connections and caches
-        return [
+        done = [
             asyncio.run(run_level(url, token, image, c, args.requests, args.seconds, params, pid))
             for c in levels
         ]
+        sizes[name] = output_bytes(url, token, image, params)
+        return done
 
     if args.url:
         if not args.token:
             raise SystemExit("--url needs --token (or $FACE3D_TOKEN)")
         print_table(f"{args.url}", run(args.url, args.token, None))
+        print_bytes("output", sizes[""])
         return
 
     variants = [Variant("this checkout", ROOT, "face3d.service.cli.main")]
@@ -333,7 +368,9 @@ def main() -> None:
                 args.backend = backend
                 server = local_server(args, module=variant.module, cwd=variant.repo, extra_env=variant.env)
                 with server as (url, token, pid):
-                    rounds.setdefault((variant.name, backend), []).append(run(url, token, pid))
+                    rounds.setdefault((variant.name, backend), []).append(
+                        run(url, token, pid, f"{backend} - {variant.name}")
+                    )
     results = {
         key: [median_level(list(level)) for level in zip(*runs, strict=True)] for key, runs in rounds.items()
     }
@@ -341,6 +378,7 @@ def main() -> None:
     print(f"POST /v1/reconstruct {params} on {os.cpu_count()} CPUs, {args.rounds} round(s), medians")
     for (variant, backend), levels_done in results.items():
         print_table(f"{backend} - {variant}", levels_done)
+        print_bytes("output", sizes[f"{backend} - {variant}"])
     for variant in variants:
         for backend in backends[1:]:
             print_ratios(
@@ -357,7 +395,7 @@ def main() -> None:
         doc = {
             "image_bytes": len(image), "params": params, "cpus": os.cpu_count(), "rounds": args.rounds,
             "results": [
-                {"variant": v, "backend": b, "levels": [asdict(r) for r in res]}
+                {"variant": v, "backend": b, "levels": [asdict(r) for r in res], "bytes": sizes[f"{b} - {v}"]}
                 for (v, b), res in results.items()
             ],
         }  # fmt: skip

@@ -49,7 +49,10 @@ Per call, for F faces with their fitted vertices projected into the photo:
    blending: ``fill - fill_m`` swaps the mirror point's smooth colour for this point's), so a
    mirrored half continues the visible half's tone with no seam line. Weights vary smoothly from
    vertex to vertex, so no texel switches source with a hard edge. The fill carries a fixed, seeded
-   grain of ±1.5 levels, so a smooth fill does not quantise into flat uint8 bands.
+   dither (triangular, ±1 level: the least that decorrelates the rounding error), so a smooth fill
+   does not quantise into flat uint8 bands. A Gaussian grain of ±1.5 levels did that too, but it is
+   noise the PNG must store: 2.78 against 1.71 MB and 17.6 against 12.2 ms of fpng per 2048² atlas
+   (face_001), the texture written twice per default request (PNG and GLB).
 """
 
 from __future__ import annotations
@@ -97,7 +100,7 @@ OCCLUDER = (0.5, 1.0)  # log(de-lit mirror point / de-lit vertex): an occluder f
 HIGHLIGHT = (0.7, 1.2)  # log(colour / skin model), with the mirror point darker: a highlight from, fully
 OCCLUDER_MAX = 0.9  # an occluder's photo sample keeps at least 1 - this of its weight
 SKIN_PARTS = ("face", "head_neck")  # depth-tested; the inner parts are seen through the openings
-GRAIN = 1.5  # amplitude (0..255 levels) of the fixed fine grain added to filled texels
+DITHER = 1.0  # half-width (0..255 levels) of the fixed triangular dither added to filled texels
 IRIS = ((0.72, 0.9), (0.93, 0.97))  # cosine from the eye's axis: iris edge ramp, pupil edge ramp
 IRIS_PRIOR = (92.0, 64.0, 48.0)  # an iris colour when the photo shows neither eye
 IRIS_BRIGHT = (1.1, 1.5)  # luma / the iris samples' mean: a sample on the iris is kept below, not above
@@ -200,8 +203,8 @@ class HeadBaker:
         self._teeth = put(np.array([p == "teeth" for p in parts]))
         self._gums = put(np.array([p in ("gums_tongue", "mouth_socket") for p in parts]))  # the red inside
         self._iris, self._pupil = (put(a) for a in _iris_maps(topology, parts))
-        grain = np.random.default_rng(0).standard_normal(len(flat)).astype(np.float32)
-        self._grain = put(grain * GRAIN)
+        rng = np.random.default_rng(0)  # triangular: the difference of two uniform draws
+        self._grain = put(((rng.random(len(flat)) - rng.random(len(flat))) * DITHER).astype(np.float32))
 
     def _spread(self, rows: Tensor) -> Tensor:
         """(V, F) -> each vertex's neighbours' mean."""
