@@ -288,9 +288,9 @@ def print_table(title: str, results: list[LevelResult]) -> None:
         )
 
 
-def print_bytes(title: str, sizes: dict[str, int]) -> None:
+def print_bytes(sizes: dict[str, int]) -> None:
     listed = ", ".join(f"{name} {size / 1e6:.2f}" for name, size in sizes.items())
-    print(f"  {title}: {sum(sizes.values()) / 1e6:.2f} MB per request ({listed})")
+    print(f"  output: {sum(sizes.values()) / 1e6:.2f} MB per request ({listed})")
 
 
 def print_ratios(title: str, results: list[LevelResult], reference: list[LevelResult]) -> None:
@@ -351,7 +351,7 @@ def main() -> None:
         if not args.token:
             raise SystemExit("--url needs --token (or $FACE3D_TOKEN)")
         print_table(f"{args.url}", run(args.url, args.token, None))
-        print_bytes("output", sizes[""])
+        print_bytes(sizes[""])
         return
 
     variants = [Variant("this checkout", ROOT, "face3d.service.cli.main")]
@@ -378,7 +378,7 @@ def main() -> None:
     print(f"POST /v1/reconstruct {params} on {os.cpu_count()} CPUs, {args.rounds} round(s), medians")
     for (variant, backend), levels_done in results.items():
         print_table(f"{backend} - {variant}", levels_done)
-        print_bytes("output", sizes[f"{backend} - {variant}"])
+        print_bytes(sizes[f"{backend} - {variant}"])
     for variant in variants:
         for backend in backends[1:]:
             print_ratios(

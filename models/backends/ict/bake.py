@@ -52,7 +52,7 @@ Per call, for F faces with their fitted vertices projected into the photo:
    dither (triangular, ±1 level: the least that decorrelates the rounding error), so a smooth fill
    does not quantise into flat uint8 bands. A Gaussian grain of ±1.5 levels did that too, but it is
    noise the PNG must store: 2.78 against 1.71 MB and 17.6 against 12.2 ms of fpng per 2048² atlas
-   (face_001), the texture written twice per default request (PNG and GLB).
+   (face_001, a scratch timing), the texture written twice per default request (PNG and GLB).
 """
 
 from __future__ import annotations
@@ -204,7 +204,7 @@ class HeadBaker:
         self._gums = put(np.array([p in ("gums_tongue", "mouth_socket") for p in parts]))  # the red inside
         self._iris, self._pupil = (put(a) for a in _iris_maps(topology, parts))
         rng = np.random.default_rng(0)  # triangular: the difference of two uniform draws
-        self._grain = put(((rng.random(len(flat)) - rng.random(len(flat))) * DITHER).astype(np.float32))
+        self._dither = put(((rng.random(len(flat)) - rng.random(len(flat))) * DITHER).astype(np.float32))
 
     def _spread(self, rows: Tensor) -> Tensor:
         """(V, F) -> each vertex's neighbours' mean."""
@@ -520,15 +520,15 @@ class HeadBaker:
         for _ in range(SHIFT_RINGS):
             near = torch.maximum(near, self._spread(near))
         shift = (filled - filled.index_select(1, self._mirror)) * smoothstep(near.T, 0.05, 0.3)[..., None]
-        # colour = w·g·photo + (1 - w)·(w_m·(g_m·mirrored + shift) + (1 - w_m)·(fill + grain))
-        #        = base + grain_share·grain + mirror_gain·mirrored + own_gain·photo, per vertex:
+        # colour = w·g·photo + (1 - w)·(w_m·(g_m·mirrored + shift) + (1 - w_m)·(fill + dither))
+        #        = base + dither_share·dither + mirror_gain·mirrored + own_gain·photo, per vertex:
         base = rest * (filled + w_mirror * (shift - filled))
-        grain_share = rest * (1 - w_mirror)
+        dither_share = rest * (1 - w_mirror)
         mirror_gain = rest * w_mirror * gain.index_select(1, self._mirror)
         own_gain = weight[..., None] * gain
         at = torch.cat([src.at, src.at.index_select(1, self._mirror)], dim=-1)  # photo and mirror point
-        colour = self._texels(torch.cat([base, grain_share], dim=-1))  # (N, F, 4): the fill's part
-        colour = torch.addcmul(colour[..., :3], colour[..., 3:], self._grain[:, None, None])  # (N, F, 3)
+        colour = self._texels(torch.cat([base, dither_share], dim=-1))  # (N, F, 4): the fill's part
+        colour = torch.addcmul(colour[..., :3], colour[..., 3:], self._dither[:, None, None])  # (N, F, 3)
         # The photo's part only where it has one: texels with a vertex that takes the photo or its
         # mirror point in some face (the face and what the photo shows around it, a third of the
         # atlas from a frontal photo); elsewhere (scalp, neck, the inner parts) its terms are 0.
